@@ -1,0 +1,52 @@
+"""The one table of script error codes, and the translation of a script's error reply
+(``OIBUS <CODE> <json details>``) into the exception that code stands for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from . import errors as e
+
+PREFIX = "OIBUS "
+
+CODES: dict[str, type[e.OpenIntentError]] = {
+    "INVALID": e.ValidationError,
+    "PATCH": e.PatchError,
+    "TOO_LARGE": e.PayloadTooLargeError,
+    "NOT_FOUND": e.NotFoundError,
+    "CONFLICT": e.ConflictError,
+    "LEASE_CONFLICT": e.LeaseConflictError,
+    "EXISTS": e.AlreadyExistsError,
+    "TRANSITION": e.InvalidTransitionError,
+    "CLOSED": e.IntentClosedError,
+}
+
+
+def from_reply(text: str) -> e.OpenIntentError:
+    """Map an error reply to its exception; anything unrecognised is a ScriptError (a bug),
+    never silently a generic failure."""
+    if not text.startswith(PREFIX):
+        return e.ScriptError(f"script failed: {text}")
+    code, _, raw = text[len(PREFIX) :].partition(" ")
+    cls = CODES.get(code)
+    try:
+        details: dict[str, Any] = msgspec.json.decode(raw) if raw else {}
+    except msgspec.DecodeError:
+        details = {"message": raw}
+    if cls is None or not isinstance(details, dict):
+        return e.ScriptError(f"script failed with unknown code {code}: {raw}")
+    message = str(details.pop("message", code))
+    if cls is e.NotFoundError:
+        return e.NotFoundError(message, resource=str(details.get("resource", "intent")),
+                               id=details.get("id"))
+    if issubclass(cls, e.ConflictError):
+        return cls(message, current_version=details.pop("current_version", None), **details)
+    if cls is e.InvalidTransitionError:
+        return e.InvalidTransitionError(
+            message, from_status=details.get("from_status"), to_status=details.get("to_status")
+        )
+    if issubclass(cls, e.ValidationError):
+        return cls(message, field=details.pop("field", None), **details)
+    return cls(message, **details)

@@ -1,0 +1,170 @@
+"""Every error oibus raises, in one hierarchy.
+
+Callers catch protocol outcomes by type, never by parsing messages, and never see a
+redis-py exception: the transport translates those here, chained with ``from``.
+
+    OpenIntentError
+    ├── ValidationError            bad input; carries ``field``; nothing was changed
+    │   ├── PatchError             a state patch that cannot apply (bad path, wrong type)
+    │   └── PayloadTooLargeError   state, payload or argument over a configured limit
+    ├── NotFoundError              unknown intent (or lease, …); carries ``resource``/``id``
+    ├── ConflictError              the write lost a race; carries ``current_version``
+    │   ├── LeaseConflictError     a scope is leased by someone else
+    │   └── AlreadyExistsError     a create reused an id with different content
+    ├── InvalidTransitionError     a status change the lifecycle forbids
+    ├── IntentClosedError          a mutation on a completed/abandoned intent
+    ├── ConfigurationError         the client and the bus disagree (namespace, partitions)
+    ├── EmbeddedServerError        no engine to embed, or it would not start
+    └── BusError                   the server misbehaved
+        ├── BusConnectionError     cannot reach Redis
+        ├── BusTimeoutError        Redis did not answer in time
+        └── ScriptError            a script failed in a way no code describes (a bug)
+
+The names follow the reference SDK (``OpenIntentError``, ``ConflictError``, …) so code
+written against it catches the same things; the transport-level names are prefixed so they
+never shadow builtins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlreadyExistsError",
+    "BusConnectionError",
+    "BusError",
+    "BusTimeoutError",
+    "ConfigurationError",
+    "ConflictError",
+    "EmbeddedServerError",
+    "IntentClosedError",
+    "InvalidTransitionError",
+    "LeaseConflictError",
+    "NotFoundError",
+    "OpenIntentError",
+    "PatchError",
+    "PayloadTooLargeError",
+    "ScriptError",
+    "ValidationError",
+]
+
+
+class OpenIntentError(Exception):
+    """Root of every oibus error. ``code`` is the wire code when a script raised it."""
+
+    code: str = "ERROR"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+
+class ValidationError(OpenIntentError):
+    """Input was rejected before anything was written."""
+
+    code = "INVALID"
+
+    def __init__(self, message: str, field: str | None = None, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+        self.field = field
+
+
+class PatchError(ValidationError):
+    """A patch op cannot apply to the current state (type mismatch, missing path)."""
+
+    code = "PATCH"
+
+
+class PayloadTooLargeError(ValidationError):
+    """A value is over a size limit; the limit and the size are in ``details``."""
+
+    code = "TOO_LARGE"
+
+
+class NotFoundError(OpenIntentError):
+    """The addressed object does not exist."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, message: str, resource: str = "intent", id: str | None = None) -> None:
+        super().__init__(message, resource=resource, id=id)
+        self.resource = resource
+        self.id = id
+
+
+class ConflictError(OpenIntentError):
+    """The caller's view is stale; re-read and retry with ``current_version``."""
+
+    code = "CONFLICT"
+
+    def __init__(
+        self, message: str, current_version: int | None = None, **details: Any
+    ) -> None:
+        super().__init__(message, current_version=current_version, **details)
+        self.current_version = current_version
+
+
+class LeaseConflictError(ConflictError):
+    """A live lease held by another agent guards the scope."""
+
+    code = "LEASE_CONFLICT"
+
+
+class AlreadyExistsError(ConflictError):
+    """A create named an existing id but asked for a different intent."""
+
+    code = "EXISTS"
+
+
+class InvalidTransitionError(OpenIntentError):
+    """The lifecycle (RFC-0001/0002) forbids moving between these statuses."""
+
+    code = "TRANSITION"
+
+    def __init__(self, message: str, from_status: str | None = None, to_status: str | None = None) -> None:
+        super().__init__(message, from_status=from_status, to_status=to_status)
+        self.from_status = from_status
+        self.to_status = to_status
+
+
+class IntentClosedError(OpenIntentError):
+    """Completed and abandoned intents are terminal; their state no longer changes."""
+
+    code = "CLOSED"
+
+
+class ConfigurationError(OpenIntentError):
+    """The client's configuration does not match the bus it talks to."""
+
+    code = "CONFIG"
+
+
+class EmbeddedServerError(OpenIntentError):
+    """The embedded engine is missing or failed to start."""
+
+    code = "EMBEDDED"
+
+
+class BusError(OpenIntentError):
+    """The Redis side failed; the operation may or may not have applied."""
+
+    code = "BUS"
+
+
+class BusConnectionError(BusError):
+    """Redis could not be reached."""
+
+    code = "CONNECTION"
+
+
+class BusTimeoutError(BusError):
+    """Redis did not answer within the configured timeout."""
+
+    code = "TIMEOUT"
+
+
+class ScriptError(BusError):
+    """A script raised an error outside the code table: a bug in oibus, reported as such."""
+
+    code = "SCRIPT"

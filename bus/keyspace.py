@@ -1,0 +1,140 @@
+"""Key names: how an intent id leads to every key of it, with no lookup.
+
+The hash-tag unit is a *partition* of the namespace, ``{ns:p}``. An intent's partition is
+``crc32(group) % partitions``, where the group is the part of its id before the first
+``.`` (or the whole id). So:
+
+- ids without a dot spread uniformly over the partitions: throughput spreads over that
+  many slots (and nodes, on a cluster);
+- ids sharing a group (``g.child-1``, ``g.child-2``, and ``g`` itself) share a partition,
+  so a graph or portfolio whose ids share a group can be changed by one script;
+- every per-partition index (list pages, due-time sets, bus stream) lives beside the
+  intents it indexes, so one script maintains it atomically, and a global page is a merge
+  of ``partitions`` small reads: its cost does not grow with the number of intents.
+
+``docs/keyspace.md`` lists every key, including those later capabilities fill in.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import ValidationError
+from .statuses import IntentStatus
+
+__all__ = ["DEFAULT_NAMESPACE", "DEFAULT_PARTITIONS", "Keyspace", "group_of", "key_slot"]
+
+DEFAULT_NAMESPACE: Final = "oi"
+DEFAULT_PARTITIONS: Final = 16
+CLUSTER_SLOTS: Final = 16384
+
+_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_STATUSES: Final = tuple(IntentStatus)
+
+
+def check_id(value: object, field: str = "intent_id") -> str:
+    """Ids go into key names, so their alphabet is closed: URL-safe, no braces or colons."""
+    if not isinstance(value, str) or _ID.fullmatch(value) is None:
+        raise ValidationError(
+            f"{field} must be 1-128 characters of A-Z a-z 0-9 . _ ~ - (not starting with .)",
+            field=field,
+        )
+    return value
+
+
+def group_of(intent_id: str) -> str:
+    """The colocation group: the id up to its first dot."""
+    return intent_id.split(".", 1)[0]
+
+
+def encode_segment(value: str) -> str:
+    """Free text (creator or agent names) inside a key: escape what would be ambiguous."""
+    return (
+        value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Builds every key of one namespace. Pure: no I/O, cheap, safe to share."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    partitions: int = DEFAULT_PARTITIONS
+
+    def __post_init__(self) -> None:
+        if _NAMESPACE.fullmatch(self.namespace) is None:
+            raise ValidationError("namespace must be 1-32 of A-Z a-z 0-9 _ -", field="namespace")
+        if not 1 <= self.partitions <= 1024:
+            raise ValidationError("partitions must be from 1 to 1024", field="partitions")
+
+    # -- partitions ---------------------------------------------------------------------
+    def partition(self, intent_id: str) -> int:
+        return zlib.crc32(group_of(intent_id).encode()) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        return f"{{{self.namespace}:{partition}}}"
+
+    def tag_of(self, intent_id: str) -> str:
+        return self.tag(self.partition(intent_id))
+
+    # -- one intent ---------------------------------------------------------------------
+    def intent(self, intent_id: str) -> str:
+        return f"{self.tag_of(intent_id)}:i:{intent_id}"
+
+    def state(self, intent_id: str) -> str:
+        return f"{self.tag_of(intent_id)}:s:{intent_id}"
+
+    def events(self, intent_id: str) -> str:
+        return f"{self.tag_of(intent_id)}:e:{intent_id}"
+
+    # -- per partition ------------------------------------------------------------------
+    def bus(self, partition: int) -> str:
+        return f"{self.tag(partition)}:bus"
+
+    def index_all(self, partition: int) -> str:
+        return f"{self.tag(partition)}:x:all"
+
+    def index_status(self, partition: int, status: str) -> str:
+        return f"{self.tag(partition)}:x:s:{status}"
+
+    def index_creator(self, partition: int, created_by: str) -> str:
+        return f"{self.tag(partition)}:x:c:{encode_segment(created_by)}"
+
+    def index_parent(self, partition: int, parent_id: str) -> str:
+        return f"{self.tag(partition)}:x:p:{parent_id}"
+
+    def status_indexes(self, partition: int) -> list[str]:
+        """One key per status, in lifecycle order: what set_status needs to move an entry."""
+        return [self.index_status(partition, s) for s in _STATUSES]
+
+    # -- namespace-wide -----------------------------------------------------------------
+    @property
+    def meta(self) -> str:
+        """Bus configuration (partition count, schema), checked by every client."""
+        return f"{{{self.namespace}}}:meta"
+
+
+def _crc16(data: bytes) -> int:
+    """CRC16-XMODEM, the function Redis Cluster maps keys to slots with."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster slot of a key, honouring the first non-empty ``{hash tag}``."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return _crc16(raw) % CLUSTER_SLOTS

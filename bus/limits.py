@@ -1,0 +1,20 @@
+"""Size limits, checked in the SDK first and enforced by the scripts.
+
+The Lua side (``lua/includes/limits.lua``) is the authority; these copies only let the
+SDK fail before a round trip. ``tests/test_registry.py`` keeps the two equal.
+"""
+
+from typing import Final
+
+STATE_BYTES: Final = 1_048_576
+PAYLOAD_BYTES: Final = 262_144
+PATCH_OPS: Final = 256
+PATH_DEPTH: Final = 32
+TITLE_BYTES: Final = 1024
+TEXT_BYTES: Final = 65_536
+AGENTS: Final = 64
+DEPENDS_ON: Final = 256
+PAGE_MAX: Final = 1000
+"""Largest page a list call returns."""
+FILTER_SCAN: Final = 10_000
+"""Most entries one filtered page reads before it returns what it found and a cursor."""

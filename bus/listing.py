@@ -1,0 +1,99 @@
+"""Paging plans for list_intents and get_events. Pure: which index to read, how to merge the
+per-partition reads, where a page ends and what its cursor is."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import limits
+from .codec import to_micros
+from .errors import ValidationError
+from .keyspace import Keyspace, check_id
+from .models import Intent
+from .statuses import IntentStatus
+
+
+def check_limit(limit: object, maximum: int = limits.PAGE_MAX) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise ValidationError(f"limit must be an integer from 1 to {maximum}", field="limit")
+    return limit
+
+
+@dataclass(frozen=True, slots=True)
+class IntentQuery:
+    """Which per-partition index a listing reads, and which filters it still has to apply
+    to what it reads. The most selective single index is chosen (parent, then creator, then
+    status); the rest is filtered, within a scan budget, so a page never costs more than
+    ``FILTER_SCAN`` entries however many intents exist."""
+
+    index: Callable[[int], str]
+    status: IntentStatus | None
+    created_by: str | None
+    filtered: bool
+
+    def keep(self, intent: Intent) -> bool:
+        return (self.status is None or intent.status == self.status) and (
+            self.created_by is None or intent.created_by == self.created_by
+        )
+
+
+def intent_query(
+    ks: Keyspace, status: str | None, created_by: str | None, parent_id: str | None
+) -> IntentQuery:
+    wanted = None
+    if status is not None:
+        try:
+            wanted = IntentStatus(status)
+        except ValueError:
+            raise ValidationError(f"unknown status {status!r}", field="status") from None
+    if created_by is not None and not isinstance(created_by, str):
+        raise ValidationError("created_by must be a string", field="created_by")
+    if parent_id is not None:
+        pid = check_id(parent_id, "parent_id")
+        return IntentQuery(lambda p: ks.index_parent(p, pid), wanted, created_by,
+                           wanted is not None or created_by is not None)
+    if created_by is not None:
+        return IntentQuery(lambda p: ks.index_creator(p, created_by), wanted, None,
+                           wanted is not None)
+    if wanted is not None:
+        return IntentQuery(lambda p: ks.index_status(p, wanted), None, None, False)
+    return IntentQuery(ks.index_all, None, None, False)
+
+
+def check_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or ":" not in cursor or not cursor.split(":", 1)[0].isdigit():
+        raise ValidationError("cursor is not one this listing returned", field="cursor")
+    return cursor
+
+
+def merge_newest(per_partition: Sequence[Sequence[str]], count: int) -> list[str]:
+    """Members of each partition arrive newest first; the newest ``count`` of all of them
+    form the page. Exact: every partition returned its own newest ``count`` below the
+    cursor, so nothing newer can be missing."""
+    merged = heapq.merge(*per_partition, reverse=True)
+    return list(itertools.islice(merged, count))
+
+
+def event_bounds(
+    *, since: datetime | None, after: str | None, reverse: bool
+) -> tuple[str, str]:
+    """XRANGE bounds (low, high) for a page of events. ``after`` is the last event id of the
+    previous page (exclusive); ``since`` is a time lower bound (inclusive)."""
+    if after is not None:
+        parts = after.split("-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValidationError("after must be an event id like '1700000000000-0'", field="after")
+    low = "-" if since is None else str(to_micros(since) // 1000)
+    high = "+"
+    if after is not None:
+        if reverse:
+            high = "(" + after
+        else:
+            low = "(" + after
+    return low, high

@@ -1,0 +1,216 @@
+"""Each protocol operation as a pure function: validated arguments in, a ``Call`` (script,
+KEYS, ARGV) out. The sync and async clients only execute calls and decode replies, so the
+two flavours cannot disagree about what an operation sends."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import limits
+from .codec import encode_state_pairs, json_text
+from .errors import PayloadTooLargeError, ValidationError
+from .events import RESERVED
+from .keyspace import Keyspace, check_id, group_of
+from .statuses import INITIAL, IntentStatus
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("5f0c3a52-6c3e-4f2b-9d0e-8b1c1e0a0b15")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    script: str
+    keys: list[str]
+    args: list[str]
+
+
+def _text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:
+    if not isinstance(value, str) or (required and not value):
+        raise ValidationError(f"{field} must be a non-empty string", field=field)
+    if len(value.encode()) > max_bytes:
+        raise PayloadTooLargeError(
+            f"{field} is over {max_bytes} bytes", field=field, limit=max_bytes,
+            size=len(value.encode()),
+        )
+    return value
+
+
+def _version(version: int | None) -> str:
+    if version is None:
+        return ""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValidationError("version must be a positive integer (or None)", field="version")
+    return str(version)
+
+
+def _status(status: object) -> IntentStatus:
+    try:
+        return IntentStatus(status)
+    except ValueError:
+        raise ValidationError(
+            f"unknown status {status!r}; one of {', '.join(IntentStatus)}", field="status"
+        ) from None
+
+
+def new_intent_id(
+    *, intent_id: str | None, idempotency_key: str | None, colocate_with: str | None
+) -> str:
+    """The id decides the partition, so colocation is chosen here: ``g.<uuid>`` shares
+    ``g``'s slot. An idempotency key maps to one id forever (uuid5), which is what makes
+    a retried create find the intent its first attempt made."""
+    if intent_id is not None and idempotency_key is not None:
+        raise ValidationError("give intent_id or idempotency_key, not both", field="intent_id")
+    if intent_id is not None:
+        return check_id(intent_id)
+    if idempotency_key is not None:
+        _text(idempotency_key, "idempotency_key", 256)
+        suffix = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key))
+    else:
+        suffix = str(uuid.uuid4())
+    if colocate_with is None:
+        return suffix
+    return f"{group_of(check_id(colocate_with, 'colocate_with'))}.{suffix}"
+
+
+class Ops:
+    """Builds the calls of one client (one keyspace, one acting agent)."""
+
+    def __init__(self, keyspace: Keyspace, actor: str) -> None:
+        self.keyspace = keyspace
+        self.actor = _text(actor, "agent_id", 256)
+
+    def _intent_keys(self, intent_id: str) -> list[str]:
+        ks = self.keyspace
+        check_id(intent_id)
+        p = ks.partition(intent_id)
+        return [ks.intent(intent_id), ks.state(intent_id), ks.events(intent_id), ks.bus(p)]
+
+    def create_intent(
+        self,
+        intent_id: str,
+        *,
+        title: str,
+        description: str | None,
+        constraints: Mapping[str, Any] | None,
+        state: Mapping[str, Any] | None,
+        created_by: str | None,
+        status: str,
+        confidence: int | None,
+        parent_intent_id: str | None,
+        depends_on: Sequence[str] | None,
+    ) -> Call:
+        ks = self.keyspace
+        _text(title, "title", limits.TITLE_BYTES)
+        if description is not None:
+            _text(description, "description", limits.TEXT_BYTES, required=False)
+        creator = _text(created_by if created_by is not None else self.actor, "created_by", 256)
+        initial = _status(status)
+        if initial not in INITIAL:
+            raise ValidationError("an intent is created as draft or active", field="status")
+        if confidence is not None and (
+            isinstance(confidence, bool) or not isinstance(confidence, int)
+            or not 0 <= confidence <= 100
+        ):
+            raise ValidationError("confidence must be an integer from 0 to 100", field="confidence")
+        if constraints is not None and not isinstance(constraints, Mapping):
+            raise ValidationError("constraints must be a mapping", field="constraints")
+        if state is not None and not isinstance(state, Mapping):
+            raise ValidationError("state must be a mapping", field="state")
+        deps = list(depends_on or ())
+        if len(deps) > limits.DEPENDS_ON:
+            raise ValidationError(
+                f"depends_on takes at most {limits.DEPENDS_ON} ids", field="depends_on"
+            )
+        for dep in deps:
+            if check_id(dep, "depends_on") == intent_id:
+                raise ValidationError("an intent cannot depend on itself", field="depends_on")
+        if parent_intent_id is not None and check_id(
+            parent_intent_id, "parent_intent_id"
+        ) == intent_id:
+            raise ValidationError("an intent cannot be its own parent", field="parent_intent_id")
+        spec: dict[str, Any] = {
+            "title": title, "created_by": creator, "status": str(initial), "depends_on": deps,
+        }
+        if description is not None:
+            spec["description"] = description
+        if confidence is not None:
+            spec["confidence"] = confidence
+        if parent_intent_id is not None:
+            spec["parent_intent_id"] = parent_intent_id
+        spec_text = json_text(spec, "spec")
+        constraints_text = json_text(dict(constraints or {}), "constraints")
+        state_text = encode_state_pairs(state or {})
+        digest = hashlib.blake2b(
+            "\x00".join((spec_text, constraints_text, state_text)).encode(), digest_size=16
+        ).hexdigest()
+        p = ks.partition(intent_id)
+        keys = [
+            *self._intent_keys(intent_id),
+            ks.index_all(p),
+            ks.index_status(p, initial),
+            ks.index_creator(p, creator),
+        ]
+        if parent_intent_id is not None:
+            keys.append(ks.index_parent(p, parent_intent_id))
+        return Call(
+            "create_intent", keys,
+            [intent_id, spec_text, constraints_text, state_text, digest, self.actor],
+        )
+
+    def get_intent(self, intent_id: str) -> Call:
+        ks = self.keyspace
+        check_id(intent_id)
+        return Call("get_intent", [ks.intent(intent_id), ks.state(intent_id)], [])
+
+    def patch_state(self, intent_id: str, version: int | None, patches_text: str) -> Call:
+        return Call(
+            "patch_state",
+            self._intent_keys(intent_id),
+            [intent_id, _version(version), patches_text, self.actor],
+        )
+
+    def set_status(
+        self, intent_id: str, version: int | None, status: str, reason: str | None
+    ) -> Call:
+        target = _status(status)
+        if reason is not None:
+            _text(reason, "reason", limits.TEXT_BYTES, required=False)
+        keys = [*self._intent_keys(intent_id), *self.keyspace.status_indexes(
+            self.keyspace.partition(intent_id)
+        )]
+        return Call(
+            "set_status", keys,
+            [intent_id, _version(version), str(target), reason or "", self.actor],
+        )
+
+    def log_event(
+        self, intent_id: str, event_type: str, payload: Mapping[str, Any] | None
+    ) -> Call:
+        kind = _text(str(event_type), "event_type", 64)
+        if kind in RESERVED:
+            raise ValidationError(
+                f"{kind} is recorded by oibus itself and cannot be logged", field="event_type"
+            )
+        if payload is not None and not isinstance(payload, Mapping):
+            raise ValidationError("payload must be a mapping", field="payload")
+        text = json_text(dict(payload or {}), "payload")
+        if len(text) > limits.PAYLOAD_BYTES:
+            raise PayloadTooLargeError(
+                f"payload is over {limits.PAYLOAD_BYTES} bytes", field="payload",
+                limit=limits.PAYLOAD_BYTES, size=len(text),
+            )
+        keys = self._intent_keys(intent_id)
+        return Call("log_event", [keys[0], keys[2], keys[3]], [intent_id, kind, text, self.actor])
+
+    def assign_agent(self, intent_id: str, agent_id: str) -> Call:
+        _text(agent_id, "agent_id", 256)
+        return Call("assign_agent", self._intent_keys(intent_id), [intent_id, agent_id, self.actor])
+
+    def unassign_agent(self, intent_id: str, agent_id: str) -> Call:
+        _text(agent_id, "agent_id", 256)
+        return Call(
+            "unassign_agent", self._intent_keys(intent_id), [intent_id, agent_id, self.actor]
+        )

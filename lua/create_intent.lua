@@ -1,0 +1,174 @@
+--[[
+create_intent: create an intent, or return the existing one when the same create is retried.
+
+Invariants:
+  - idempotent: if the id exists and its stored digest equals ARGV digest, nothing is
+    written and the existing intent is returned (created = 0); a different create under
+    the same id is EXISTS and writes nothing
+  - every input is checked here before the first write; version starts at 1
+  - the intent, its indexes and its intent_created event are written together
+
+KEYS:
+  [1] intent      hash   {ns:p}:i:<id>
+  [2] state       hash   {ns:p}:s:<id>
+  [3] events      stream {ns:p}:e:<id>
+  [4] bus         stream {ns:p}:bus
+  [5] ix_all      zset   {ns:p}:x:all
+  [6] ix_status   zset   {ns:p}:x:s:<status>
+  [7] ix_creator  zset   {ns:p}:x:c:<created_by>
+  [8+] ix_parent  zset   {ns:p}:x:p:<parent_intent_id>   (only when a parent is given)
+
+ARGV:
+  [1] id           the intent id (generated or chosen by the caller)
+  [2] spec         JSON object: title, description?, created_by, status, confidence?,
+                   parent_intent_id?, depends_on (list of ids)
+  [3] constraints  JSON object text, stored verbatim
+  [4] state        JSON list of [top-level key, JSON value text] pairs
+  [5] digest       fingerprint of the create request, for idempotent retries
+  [6] actor        who creates it
+
+Returns: {created (1|0), intent hash (flat), state hash (flat)}
+Errors: INVALID, TOO_LARGE, EXISTS
+Events: intent_created
+]]
+-- @include "fail"
+-- @include "now_us"
+-- @include "limits"
+-- @include "statuses"
+-- @include "validate"
+-- @include "json_text"
+-- @include "emit"
+-- @include "snapshot"
+
+local rcall = redis.call
+local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ix_all, ix_status, ix_creator, ix_parent = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local id, digest, actor = ARGV[1], ARGV[5], ARGV[6]
+
+if not is_id(id) or not key_ends(ik, ":i:" .. id) then
+  return fail("INVALID", "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -", {field = "id"})
+end
+if rcall("EXISTS", ik) == 1 then
+  if rcall("HGET", ik, "digest") == digest then
+    local snap = snapshot(ik, sk)
+    return {0, snap[1], snap[2]}
+  end
+  return fail("EXISTS", "intent " .. id .. " already exists with different content",
+    {field = "id", id = id})
+end
+
+local spec = decode_object(ARGV[2])
+if spec == nil then return fail("INVALID", "spec must be a JSON object", {field = "spec"}) end
+if not is_text(spec.title, LIMIT_TITLE_BYTES) then
+  return fail("INVALID", "title must be a non-empty string of at most "
+    .. LIMIT_TITLE_BYTES .. " bytes", {field = "title"})
+end
+local description = spec.description
+if description ~= nil and not (type(description) == "string" and #description <= LIMIT_TEXT_BYTES) then
+  return fail("INVALID", "description must be a string of at most "
+    .. LIMIT_TEXT_BYTES .. " bytes", {field = "description"})
+end
+if not is_text(spec.created_by, 256) then
+  return fail("INVALID", "created_by must be a non-empty string of at most 256 bytes",
+    {field = "created_by"})
+end
+local status = spec.status
+if status ~= "draft" and status ~= "active" then
+  return fail("INVALID", "an intent is created as draft or active", {field = "status"})
+end
+if not key_ends(ix_status, ":x:s:" .. status) then
+  return fail("INVALID", "status index key does not match the status", {field = "status"})
+end
+local confidence = spec.confidence
+if confidence ~= nil and not (type(confidence) == "number" and confidence == math.floor(confidence)
+    and confidence >= 0 and confidence <= 100) then
+  return fail("INVALID", "confidence must be an integer from 0 to 100", {field = "confidence"})
+end
+local parent = spec.parent_intent_id
+if parent ~= nil then
+  if not is_id(parent) or parent == id then
+    return fail("INVALID", "parent_intent_id must be another intent's id", {field = "parent_intent_id"})
+  end
+  if ix_parent == nil or not key_ends(ix_parent, ":x:p:" .. parent) then
+    return fail("INVALID", "parent index key does not match parent_intent_id",
+      {field = "parent_intent_id"})
+  end
+end
+local deps = spec.depends_on
+if type(deps) ~= "table" or #deps > LIMIT_DEPENDS_ON then
+  return fail("INVALID", "depends_on must be a list of at most " .. LIMIT_DEPENDS_ON .. " ids",
+    {field = "depends_on"})
+end
+for n = 1, #deps do
+  if not is_id(deps[n]) or deps[n] == id then
+    return fail("INVALID", "depends_on[" .. (n - 1) .. "] must be another intent's id",
+      {field = "depends_on"})
+  end
+end
+local constraints = ARGV[3]
+if #constraints > LIMIT_TEXT_BYTES then
+  return fail("TOO_LARGE", "constraints are over " .. LIMIT_TEXT_BYTES .. " bytes",
+    {field = "constraints", limit = LIMIT_TEXT_BYTES, size = #constraints})
+end
+if not js_valid(constraints) or js_kind(constraints) ~= "object" then
+  return fail("INVALID", "constraints must be a JSON object", {field = "constraints"})
+end
+local ok, pairs_ = pcall(cjson.decode, ARGV[4])
+if not ok or type(pairs_) ~= "table" then
+  return fail("INVALID", "state must be a JSON object", {field = "state"})
+end
+local flat, size, seen, state_items = {}, 0, {}, {}
+for n = 1, #pairs_ do
+  local key, text = pairs_[n][1], pairs_[n][2]
+  if type(key) ~= "string" or seen[key] or not js_valid(text) then
+    return fail("INVALID", "state entry " .. n .. " is not a unique key with a JSON value",
+      {field = "state"})
+  end
+  seen[key] = true
+  size = size + #key + #text
+  flat[#flat + 1] = key
+  flat[#flat + 1] = text
+  state_items[#state_items + 1] = cjson.encode(key) .. ":" .. text
+end
+if size > LIMIT_STATE_BYTES then
+  return fail("TOO_LARGE", "state is over " .. LIMIT_STATE_BYTES .. " bytes",
+    {field = "state", limit = LIMIT_STATE_BYTES, size = size})
+end
+
+-- all checks passed: write
+local at = now_us()
+local deps_json = "[]"
+if #deps > 0 then deps_json = cjson.encode(deps) end
+local fields = {"id", id, "title", spec.title, "created_by", spec.created_by, "status", status,
+  "constraints", constraints, "version", 1, "created_at", int(at), "updated_at", int(at),
+  "depends_on", deps_json, "agents", "[]", "seq", 0, "ssize", size, "digest", digest}
+if description ~= nil then
+  fields[#fields + 1] = "description"
+  fields[#fields + 1] = description
+end
+if confidence ~= nil then
+  fields[#fields + 1] = "confidence"
+  fields[#fields + 1] = int(confidence)
+end
+if parent ~= nil then
+  fields[#fields + 1] = "parent_intent_id"
+  fields[#fields + 1] = parent
+end
+rcall("HSET", ik, unpack(fields))
+if #flat > 0 then rcall("HSET", sk, unpack(flat)) end
+
+local member = string.format("%016.0f", at) .. ":" .. id
+rcall("ZADD", ix_all, 0, member)
+rcall("ZADD", ix_status, 0, member)
+rcall("ZADD", ix_creator, 0, member)
+if parent ~= nil then rcall("ZADD", ix_parent, 0, member) end
+
+local payload = {'{"title":', cjson.encode(spec.title), ',"status":"', status,
+  '","created_by":', cjson.encode(spec.created_by), ',"constraints":', constraints,
+  ',"depends_on":', deps_json, ',"state":{', table.concat(state_items, ","), '}'}
+if parent ~= nil then payload[#payload + 1] = ',"parent_intent_id":' .. cjson.encode(parent) end
+payload[#payload + 1] = "}"
+emit(ik, ek, bk, id, "intent_created", actor, table.concat(payload), at)
+
+local snap = snapshot(ik, sk)
+return {1, snap[1], snap[2]}

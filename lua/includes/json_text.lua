@@ -1,0 +1,118 @@
+-- JSON text helpers that work on the text itself, so that everything a patch does not
+-- touch is kept byte for byte. (Redis' cjson would turn [] into {} and round numbers
+-- to 14 digits on a decode/encode trip.) Positions are 1-based byte offsets.
+-- Every loop advances through a finite string, so each is bounded by its length.
+
+local function js_ws(s, i)
+  return string.find(s, "[^ \t\r\n]", i) or (#s + 1)
+end
+
+-- index just past the string literal that opens at i
+local function js_skip_string(s, i)
+  local j = i + 1
+  while true do
+    local k = string.find(s, '["\\]', j)
+    if not k then return #s + 1 end
+    if string.byte(s, k) == 34 then return k + 1 end
+    j = k + 2
+  end
+end
+
+-- index just past the value that starts at i (i is not whitespace)
+local function js_skip_value(s, i)
+  local c = string.byte(s, i)
+  if c == 34 then return js_skip_string(s, i) end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local k = string.find(s, '[%[%]{}"]', j)
+      if not k then return #s + 1 end
+      local b = string.byte(s, k)
+      if b == 34 then
+        j = js_skip_string(s, k)
+      elseif b == 123 or b == 91 then
+        depth = depth + 1
+        j = k + 1
+      else
+        depth = depth - 1
+        j = k + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  return string.find(s, "[,%]} \t\r\n]", i) or (#s + 1)
+end
+
+-- js_valid(text): true when text is one well-formed JSON value. cjson alone would
+-- also accept NaN, Infinity and hex numbers, which no JSON reader takes back, so
+-- after it parses, the text outside strings may hold only JSON's number and
+-- structure characters and the three literals.
+local function js_valid(text)
+  if type(text) ~= "string" or #text == 0 then return false end
+  local ok = pcall(cjson.decode, text)
+  if not ok then return false end
+  local parts, i = {}, 1
+  while i <= #text do
+    local q = string.find(text, '"', i, true)
+    if not q then
+      parts[#parts + 1] = string.sub(text, i)
+      break
+    end
+    parts[#parts + 1] = string.sub(text, i, q - 1)
+    i = js_skip_string(text, q)
+  end
+  local bare = table.concat(parts, " ")
+  bare = string.gsub(bare, "%f[%a]true%f[%A]", "")
+  bare = string.gsub(bare, "%f[%a]false%f[%A]", "")
+  bare = string.gsub(bare, "%f[%a]null%f[%A]", "")
+  return string.find(bare, "[^%d%.eE%+%-,:%[%]{} \t\r\n]") == nil
+end
+
+local function js_kind(text)
+  local c = string.byte(text, js_ws(text, 1))
+  if c == 123 then return "object" end
+  if c == 91 then return "array" end
+  return "scalar"
+end
+
+-- Walk the members of the object that opens at i. Returns, for `key`:
+-- found: vstart, vend (exclusive), kstart, after (index of the , or } after the value), prev_comma
+-- missing: nil, close (index of the closing }), count
+local function js_member(s, i, key)
+  local j = js_ws(s, i + 1)
+  if string.byte(s, j) == 125 then return nil, j, 0 end
+  local prev_comma, count = nil, 0
+  while true do
+    local kstart = j
+    local kend = js_skip_string(s, j)
+    local raw = string.sub(s, kstart + 1, kend - 2)
+    local name = raw
+    if string.find(raw, "\\", 1, true) then name = cjson.decode('"' .. raw .. '"') end
+    local vstart = js_ws(s, js_ws(s, kend) + 1)
+    local vend = js_skip_value(s, vstart)
+    local after = js_ws(s, vend)
+    count = count + 1
+    if name == key then return vstart, vend, kstart, after, prev_comma end
+    if string.byte(s, after) ~= 44 then return nil, after, count end
+    prev_comma = after
+    j = js_ws(s, after + 1)
+  end
+end
+
+-- Same for the element `idx` (0-based) of the array that opens at i.
+-- missing: nil, close (index of the closing ]), count
+local function js_element(s, i, idx)
+  local j = js_ws(s, i + 1)
+  if string.byte(s, j) == 93 then return nil, j, 0 end
+  local prev_comma, n = nil, 0
+  while true do
+    local vstart = j
+    local vend = js_skip_value(s, j)
+    local after = js_ws(s, vend)
+    if n == idx then return vstart, vend, vstart, after, prev_comma end
+    n = n + 1
+    if string.byte(s, after) ~= 44 then return nil, after, n end
+    prev_comma = after
+    j = js_ws(s, after + 1)
+  end
+end

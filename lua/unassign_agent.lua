@@ -1,0 +1,57 @@
+--[[
+unassign_agent: remove an agent from an intent's assignees (idempotent).
+
+Invariants:
+  - removing an agent that is not assigned changes nothing and appends nothing
+  - allowed on closed intents too: it only releases a name, never reopens work
+  - the version is bumped with the agent_unassigned event
+
+KEYS:
+  [1] intent  hash   {ns:p}:i:<id>
+  [2] state   hash   {ns:p}:s:<id>
+  [3] events  stream {ns:p}:e:<id>
+  [4] bus     stream {ns:p}:bus
+
+ARGV:
+  [1] id        the intent id
+  [2] agent_id  the agent to remove
+  [3] actor     who removes it
+
+Returns: {intent hash (flat), state hash (flat)}
+Errors: INVALID, NOT_FOUND
+Events: agent_unassigned
+]]
+-- @include "fail"
+-- @include "now_us"
+-- @include "validate"
+-- @include "emit"
+-- @include "snapshot"
+
+local rcall = redis.call
+local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, agent, actor = ARGV[1], ARGV[2], ARGV[3]
+
+if not is_id(id) or not key_ends(ik, ":i:" .. id) then
+  return fail("INVALID", "malformed intent id", {field = "intent_id"})
+end
+if not is_text(agent, 256) then
+  return fail("INVALID", "agent_id must be a non-empty string of at most 256 bytes",
+    {field = "agent_id"})
+end
+local cur = rcall("HMGET", ik, "version", "agents")
+if not cur[1] then return fail("NOT_FOUND", "intent " .. id .. " does not exist", {id = id}) end
+local agents = cjson.decode(cur[2])
+local kept = {}
+for n = 1, #agents do
+  if agents[n] ~= agent then kept[#kept + 1] = agents[n] end
+end
+if #kept == #agents then return snapshot(ik, sk) end
+
+local at = now_us()
+local version = tonumber(cur[1]) + 1
+local encoded = "[]"
+if #kept > 0 then encoded = cjson.encode(kept) end
+rcall("HSET", ik, "agents", encoded, "version", version, "updated_at", int(at))
+emit(ik, ek, bk, id, "agent_unassigned", actor,
+  '{"agent_id":' .. cjson.encode(agent) .. ',"version":' .. version .. "}", at)
+return snapshot(ik, sk)

@@ -1,0 +1,1 @@
+"""oibus: the OpenIntent Coordination Protocol on Redis."""
