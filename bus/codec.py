@@ -48,6 +48,9 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
     total = 0
     for n, raw in enumerate(patches):
         field = f"patches[{n}]"
+        op: object
+        path: object
+        value: object
         if isinstance(raw, StatePatch):
             op, path, value = raw.op, raw.path, raw.value
         elif isinstance(raw, Mapping):

@@ -122,7 +122,9 @@ class InvalidTransitionError(OpenIntentError):
 
     code = "TRANSITION"
 
-    def __init__(self, message: str, from_status: str | None = None, to_status: str | None = None) -> None:
+    def __init__(
+        self, message: str, from_status: str | None = None, to_status: str | None = None
+    ) -> None:
         super().__init__(message, from_status=from_status, to_status=to_status)
         self.from_status = from_status
         self.to_status = to_status

@@ -48,7 +48,7 @@ def _version(version: int | None) -> str:
 
 def _status(status: object) -> IntentStatus:
     try:
-        return IntentStatus(status)
+        return IntentStatus(str(status))
     except ValueError:
         raise ValidationError(
             f"unknown status {status!r}; one of {', '.join(IntentStatus)}", field="status"

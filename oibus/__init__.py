@@ -1,1 +1,66 @@
-"""oibus: the OpenIntent Coordination Protocol on Redis."""
+"""oibus: the OpenIntent Coordination Protocol on Redis.
+
+Intents, their versioned state, lifecycle and event log live in Redis; every mutation is
+one atomic Lua script. Start with ``Client`` (or ``AsyncClient``)::
+
+    from oibus import Client
+
+    with Client("redis://localhost:6379/0", agent_id="me") as client:
+        intent = client.create_intent("Research market trends")
+        client.update_state(intent.id, intent.version, {"progress": 0.5})
+"""
+
+from ._version import __version__
+from .bus.errors import (
+    AlreadyExistsError,
+    BusConnectionError,
+    BusError,
+    BusTimeoutError,
+    ConfigurationError,
+    ConflictError,
+    EmbeddedServerError,
+    IntentClosedError,
+    InvalidTransitionError,
+    LeaseConflictError,
+    NotFoundError,
+    OpenIntentError,
+    PatchError,
+    PayloadTooLargeError,
+    ScriptError,
+    ValidationError,
+)
+from .bus.events import EventType
+from .bus.keyspace import Keyspace
+from .bus.models import Event, Intent, Page, ProtocolInfo, StatePatch
+from .bus.statuses import IntentStatus
+from .sdk import AsyncClient, Client
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncClient",
+    "BusConnectionError",
+    "BusError",
+    "BusTimeoutError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "EmbeddedServerError",
+    "Event",
+    "EventType",
+    "Intent",
+    "IntentClosedError",
+    "IntentStatus",
+    "InvalidTransitionError",
+    "Keyspace",
+    "LeaseConflictError",
+    "NotFoundError",
+    "OpenIntentError",
+    "Page",
+    "PatchError",
+    "PayloadTooLargeError",
+    "ProtocolInfo",
+    "ScriptError",
+    "StatePatch",
+    "ValidationError",
+    "__version__",
+]

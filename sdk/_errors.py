@@ -5,16 +5,20 @@ from __future__ import annotations
 import redis.exceptions as rex
 
 from ..bus import errors
-from ..bus.codes import from_reply
+from ..bus.codes import PREFIX, from_reply
 
 
-def translate(exc: Exception) -> errors.OpenIntentError:
+def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError:
+    """``script`` says the error came from running one of our scripts: an error reply
+    without our prefix is then a bug in that script, not a server problem."""
     if isinstance(exc, errors.OpenIntentError):
         return exc
     if isinstance(exc, rex.TimeoutError):
         return errors.BusTimeoutError(f"Redis did not answer in time: {exc}")
     if isinstance(exc, rex.ConnectionError):
         return errors.BusConnectionError(f"cannot reach Redis: {exc}")
-    if isinstance(exc, rex.ResponseError):
+    if isinstance(exc, rex.ResponseError) and (script or str(exc).startswith(PREFIX)):
         return from_reply(str(exc))
+    if isinstance(exc, rex.ResponseError):
+        return errors.BusError(f"Redis refused a command: {exc}")
     return errors.BusError(f"Redis call failed: {exc!r}")

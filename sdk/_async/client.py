@@ -11,9 +11,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from ... import _version
 from ...bus import limits
@@ -70,7 +71,7 @@ class AsyncClient:
             )
             self._owns_redis = True
         else:
-            if not redis.get_connection_kwargs().get("decode_responses"):
+            if not redis.connection_pool.connection_kwargs.get("decode_responses"):
                 raise ConfigurationError("the redis client must be made with decode_responses=True")
             self._owns_redis = False
         self.redis = redis
@@ -106,7 +107,7 @@ class AsyncClient:
         key = self.keyspace.meta
         try:
             await self.redis.hsetnx(key, "partitions", str(self.keyspace.partitions))
-            stored = await self.redis.hget(key, "partitions")
+            stored = cast("str | None", await self.redis.hget(key, "partitions"))
         except Exception as exc:
             raise translate(exc) from exc
         if stored != str(self.keyspace.partitions):
@@ -227,7 +228,8 @@ class AsyncClient:
         return decode_intent(await self._run(call), intent_id)
 
     async def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
-        return decode_intent(await self._run(self._ops.assign_agent(intent_id, agent_id)), intent_id)
+        call = self._ops.assign_agent(intent_id, agent_id)
+        return decode_intent(await self._run(call), intent_id)
 
     async def unassign_agent(self, intent_id: str, agent_id: str) -> Intent:
         call = self._ops.unassign_agent(intent_id, agent_id)
@@ -270,9 +272,10 @@ class AsyncClient:
         while True:
             try:
                 if reverse:
-                    entries = await self.redis.xrevrange(key, high, low, count=batch)
+                    raw = await self.redis.xrevrange(key, high, low, count=batch)
                 else:
-                    entries = await self.redis.xrange(key, low, high, count=batch)
+                    raw = await self.redis.xrange(key, low, high, count=batch)
+                entries = cast("list[tuple[str, dict[str, str]]]", raw)
             except Exception as exc:
                 raise translate(exc) from exc
             for entry_id, fields in entries:
@@ -300,6 +303,8 @@ class AsyncClient:
         """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
         try:
             info = await self.redis.info("server")
+        except ResponseError:
+            info = {}  # INFO renamed or disabled (managed services): report what we know
         except Exception as exc:
             raise translate(exc) from exc
         return protocol_info(self.keyspace, info, _version.__version__)

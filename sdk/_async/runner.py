@@ -39,7 +39,7 @@ class AsyncScriptRunner:
                 await self.redis.script_load(script.source)
                 return await self.redis.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, script=True) from exc
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Pipelined calls (one round trip); each reply is a value or an exception."""
@@ -53,7 +53,7 @@ class AsyncScriptRunner:
                 replies = await self._pipeline(calls)
         except Exception as exc:
             raise translate(exc) from exc
-        return [translate(r) if isinstance(r, Exception) else r for r in replies]
+        return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -12,9 +12,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from ... import _version
 from ...bus import limits
@@ -71,7 +72,7 @@ class Client:
             )
             self._owns_redis = True
         else:
-            if not redis.get_connection_kwargs().get("decode_responses"):
+            if not redis.connection_pool.connection_kwargs.get("decode_responses"):
                 raise ConfigurationError("the redis client must be made with decode_responses=True")
             self._owns_redis = False
         self.redis = redis
@@ -107,7 +108,7 @@ class Client:
         key = self.keyspace.meta
         try:
             self.redis.hsetnx(key, "partitions", str(self.keyspace.partitions))
-            stored = self.redis.hget(key, "partitions")
+            stored = cast("str | None", self.redis.hget(key, "partitions"))
         except Exception as exc:
             raise translate(exc) from exc
         if stored != str(self.keyspace.partitions):
@@ -228,7 +229,8 @@ class Client:
         return decode_intent(self._run(call), intent_id)
 
     def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
-        return decode_intent(self._run(self._ops.assign_agent(intent_id, agent_id)), intent_id)
+        call = self._ops.assign_agent(intent_id, agent_id)
+        return decode_intent(self._run(call), intent_id)
 
     def unassign_agent(self, intent_id: str, agent_id: str) -> Intent:
         call = self._ops.unassign_agent(intent_id, agent_id)
@@ -271,9 +273,10 @@ class Client:
         while True:
             try:
                 if reverse:
-                    entries = self.redis.xrevrange(key, high, low, count=batch)
+                    raw = self.redis.xrevrange(key, high, low, count=batch)
                 else:
-                    entries = self.redis.xrange(key, low, high, count=batch)
+                    raw = self.redis.xrange(key, low, high, count=batch)
+                entries = cast("list[tuple[str, dict[str, str]]]", raw)
             except Exception as exc:
                 raise translate(exc) from exc
             for entry_id, fields in entries:
@@ -301,6 +304,8 @@ class Client:
         """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
         try:
             info = self.redis.info("server")
+        except ResponseError:
+            info = {}  # INFO renamed or disabled (managed services): report what we know
         except Exception as exc:
             raise translate(exc) from exc
         return protocol_info(self.keyspace, info, _version.__version__)

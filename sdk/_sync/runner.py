@@ -40,7 +40,7 @@ class ScriptRunner:
                 self.redis.script_load(script.source)
                 return self.redis.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, script=True) from exc
 
     def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Pipelined calls (one round trip); each reply is a value or an exception."""
@@ -54,7 +54,7 @@ class ScriptRunner:
                 replies = self._pipeline(calls)
         except Exception as exc:
             raise translate(exc) from exc
-        return [translate(r) if isinstance(r, Exception) else r for r in replies]
+        return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
 
     def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         with self.redis.pipeline(transaction=False) as pipe:

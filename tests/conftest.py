@@ -1,0 +1,111 @@
+"""Test tiers over the same tests: fakeredis (unit), an embedded real engine started for
+the session (contract), and the server at OIBUS_TEST_REDIS_URL when it is set.
+
+Every test gets its own namespace, so its keys hash to their own slots and are deleted
+afterwards; nothing here flushes a server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import fakeredis
+import pytest
+import redis
+import redis.asyncio
+
+from oibus import AsyncClient, Client
+from oibus.embedded import EmbeddedServer
+
+BACKENDS = ["fake", "embedded"] + (["env"] if os.environ.get("OIBUS_TEST_REDIS_URL") else [])
+
+
+@pytest.fixture(scope="session")
+def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedServer(tmp_path_factory.mktemp("engine"), appendonly=False)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=[pytest.param("asyncio+uvloop", id="uvloop"), "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    if request.param == "asyncio+uvloop":
+        return ("asyncio", {"use_uvloop": True})
+    return ("asyncio", {})
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name != "fake":
+        request.applymarker(pytest.mark.real)
+    return name
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def fake_server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+def _url(backend: str, embedded_url: str) -> str:
+    return embedded_url if backend == "embedded" else os.environ["OIBUS_TEST_REDIS_URL"]
+
+
+@pytest.fixture
+def raw_redis(
+    backend: str, request: pytest.FixtureRequest, fake_server: fakeredis.FakeServer
+) -> Iterator[redis.Redis]:
+    """A plain sync connection to the test's server (for setup and inspection)."""
+    if backend == "fake":
+        conn: redis.Redis = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+    else:
+        url = _url(backend, request.getfixturevalue("embedded_url"))
+        conn = redis.Redis.from_url(url, decode_responses=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def cleanup(raw_redis: redis.Redis, namespace: str) -> Iterator[None]:
+    yield
+    keys = [*raw_redis.scan_iter(f"{{{namespace}:*"), *raw_redis.scan_iter(f"{{{namespace}}}*")]
+    for start in range(0, len(keys), 500):
+        for key in keys[start : start + 500]:
+            raw_redis.delete(key)
+
+
+@pytest.fixture
+def client(
+    backend: str, namespace: str, request: pytest.FixtureRequest,
+    fake_server: fakeredis.FakeServer, cleanup: None,
+) -> Iterator[Client]:
+    if backend == "fake":
+        conn = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+        c = Client(redis=conn, agent_id="tester", namespace=namespace, slot_guard=True)
+    else:
+        url = _url(backend, request.getfixturevalue("embedded_url"))
+        c = Client(url, agent_id="tester", namespace=namespace, slot_guard=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+async def aclient(
+    backend: str, namespace: str, request: pytest.FixtureRequest,
+    fake_server: fakeredis.FakeServer, cleanup: None,
+) -> AsyncIterator[AsyncClient]:
+    if backend == "fake":
+        conn = fakeredis.FakeAsyncRedis(server=fake_server, decode_responses=True)
+        c = AsyncClient(redis=conn, agent_id="tester", namespace=namespace, slot_guard=True)
+    else:
+        url = _url(backend, request.getfixturevalue("embedded_url"))
+        c = AsyncClient(url, agent_id="tester", namespace=namespace, slot_guard=True)
+    yield c
+    await c.aclose()
