@@ -60,9 +60,7 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
         else:
             raise ValidationError(f"{field}: a patch is a StatePatch or a mapping", field=field)
         if op not in PATCH_OPS:
-            raise ValidationError(
-                f"{field}: unknown op {op!r} (set, append, remove)", field=field
-            )
+            raise ValidationError(f"{field}: unknown op {op!r} (set, append, remove)", field=field)
         parse(path, field)
         text = "" if op == "remove" else json_text(value, field)
         total += len(text)
@@ -72,7 +70,9 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
     if total > STATE_BYTES:
         raise PayloadTooLargeError(
             f"patch values are {total} bytes; the state limit is {STATE_BYTES}",
-            field="patches", limit=STATE_BYTES, size=total,
+            field="patches",
+            limit=STATE_BYTES,
+            size=total,
         )
     return _encoder.encode(packed).decode()
 

@@ -39,8 +39,9 @@ def from_reply(text: str) -> e.OpenIntentError:
         return e.ScriptError(f"script failed with unknown code {code}: {raw}")
     message = str(details.pop("message", code))
     if cls is e.NotFoundError:
-        return e.NotFoundError(message, resource=str(details.get("resource", "intent")),
-                               id=details.get("id"))
+        return e.NotFoundError(
+            message, resource=str(details.get("resource", "intent")), id=details.get("id")
+        )
     if issubclass(cls, e.ConflictError):
         return cls(message, current_version=details.pop("current_version", None), **details)
     if cls is e.InvalidTransitionError:

@@ -13,11 +13,27 @@ from .statuses import IntentStatus
 
 PROTOCOL = "OpenIntent Coordination Protocol"
 PROTOCOL_VERSION = "1.0"
-RFCS = ["RFC-0001", "RFC-0002", "RFC-0003", "RFC-0004", "RFC-0005", "RFC-0006",
-        "RFC-0007", "RFC-0008", "RFC-0009", "RFC-0010"]
+RFCS = [
+    "RFC-0001",
+    "RFC-0002",
+    "RFC-0003",
+    "RFC-0004",
+    "RFC-0005",
+    "RFC-0006",
+    "RFC-0007",
+    "RFC-0008",
+    "RFC-0009",
+    "RFC-0010",
+]
 CAPABILITIES = [
-    "intents", "state_patches", "optimistic_concurrency", "event_log", "event_sequence",
-    "idempotent_create", "assignment", "listing",
+    "intents",
+    "state_patches",
+    "optimistic_concurrency",
+    "event_log",
+    "event_sequence",
+    "idempotent_create",
+    "assignment",
+    "listing",
 ]
 
 
@@ -33,8 +49,10 @@ def protocol_info(keyspace: Keyspace, server: Mapping[str, Any], version: str) -
         statuses=[str(s) for s in IntentStatus],
         event_types=[str(t) for t in EventType],
         limits={
-            "state_bytes": limits.STATE_BYTES, "payload_bytes": limits.PAYLOAD_BYTES,
-            "patch_ops": limits.PATCH_OPS, "path_depth": limits.PATH_DEPTH,
+            "state_bytes": limits.STATE_BYTES,
+            "payload_bytes": limits.PAYLOAD_BYTES,
+            "patch_ops": limits.PATCH_OPS,
+            "path_depth": limits.PATH_DEPTH,
             "page_max": limits.PAGE_MAX,
         },
         namespace=keyspace.namespace,

@@ -98,9 +98,7 @@ class ConflictError(OpenIntentError):
 
     code = "CONFLICT"
 
-    def __init__(
-        self, message: str, current_version: int | None = None, **details: Any
-    ) -> None:
+    def __init__(self, message: str, current_version: int | None = None, **details: Any) -> None:
         super().__init__(message, current_version=current_version, **details)
         self.current_version = current_version
 

@@ -53,9 +53,7 @@ def group_of(intent_id: str) -> str:
 
 def encode_segment(value: str) -> str:
     """Free text (creator or agent names) inside a key: escape what would be ambiguous."""
-    return (
-        value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
-    )
+    return value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,11 +54,16 @@ def intent_query(
         raise ValidationError("created_by must be a string", field="created_by")
     if parent_id is not None:
         pid = check_id(parent_id, "parent_id")
-        return IntentQuery(lambda p: ks.index_parent(p, pid), wanted, created_by,
-                           wanted is not None or created_by is not None)
+        return IntentQuery(
+            lambda p: ks.index_parent(p, pid),
+            wanted,
+            created_by,
+            wanted is not None or created_by is not None,
+        )
     if created_by is not None:
-        return IntentQuery(lambda p: ks.index_creator(p, created_by), wanted, None,
-                           wanted is not None)
+        return IntentQuery(
+            lambda p: ks.index_creator(p, created_by), wanted, None, wanted is not None
+        )
     if wanted is not None:
         return IntentQuery(lambda p: ks.index_status(p, wanted), None, None, False)
     return IntentQuery(ks.index_all, None, None, False)
@@ -80,9 +85,7 @@ def merge_newest(per_partition: Sequence[Sequence[str]], count: int) -> list[str
     return list(itertools.islice(merged, count))
 
 
-def event_bounds(
-    *, since: datetime | None, after: str | None, reverse: bool
-) -> tuple[str, str]:
+def event_bounds(*, since: datetime | None, after: str | None, reverse: bool) -> tuple[str, str]:
     """XRANGE bounds (low, high) for a page of events. ``after`` is the last event id of the
     previous page (exclusive); ``since`` is a time lower bound (inclusive)."""
     if after is not None:

@@ -32,7 +32,9 @@ def _text(value: object, field: str, max_bytes: int, *, required: bool = True) -
         raise ValidationError(f"{field} must be a non-empty string", field=field)
     if len(value.encode()) > max_bytes:
         raise PayloadTooLargeError(
-            f"{field} is over {max_bytes} bytes", field=field, limit=max_bytes,
+            f"{field} is over {max_bytes} bytes",
+            field=field,
+            limit=max_bytes,
             size=len(value.encode()),
         )
     return value
@@ -111,7 +113,8 @@ class Ops:
         if initial not in INITIAL:
             raise ValidationError("an intent is created as draft or active", field="status")
         if confidence is not None and (
-            isinstance(confidence, bool) or not isinstance(confidence, int)
+            isinstance(confidence, bool)
+            or not isinstance(confidence, int)
             or not 0 <= confidence <= 100
         ):
             raise ValidationError("confidence must be an integer from 0 to 100", field="confidence")
@@ -127,12 +130,16 @@ class Ops:
         for dep in deps:
             if check_id(dep, "depends_on") == intent_id:
                 raise ValidationError("an intent cannot depend on itself", field="depends_on")
-        if parent_intent_id is not None and check_id(
-            parent_intent_id, "parent_intent_id"
-        ) == intent_id:
+        if (
+            parent_intent_id is not None
+            and check_id(parent_intent_id, "parent_intent_id") == intent_id
+        ):
             raise ValidationError("an intent cannot be its own parent", field="parent_intent_id")
         spec: dict[str, Any] = {
-            "title": title, "created_by": creator, "status": str(initial), "depends_on": deps,
+            "title": title,
+            "created_by": creator,
+            "status": str(initial),
+            "depends_on": deps,
         }
         if description is not None:
             spec["description"] = description
@@ -156,7 +163,8 @@ class Ops:
         if parent_intent_id is not None:
             keys.append(ks.index_parent(p, parent_intent_id))
         return Call(
-            "create_intent", keys,
+            "create_intent",
+            keys,
             [intent_id, spec_text, constraints_text, state_text, digest, self.actor],
         )
 
@@ -178,17 +186,17 @@ class Ops:
         target = _status(status)
         if reason is not None:
             _text(reason, "reason", limits.TEXT_BYTES, required=False)
-        keys = [*self._intent_keys(intent_id), *self.keyspace.status_indexes(
-            self.keyspace.partition(intent_id)
-        )]
+        keys = [
+            *self._intent_keys(intent_id),
+            *self.keyspace.status_indexes(self.keyspace.partition(intent_id)),
+        ]
         return Call(
-            "set_status", keys,
+            "set_status",
+            keys,
             [intent_id, _version(version), str(target), reason or "", self.actor],
         )
 
-    def log_event(
-        self, intent_id: str, event_type: str, payload: Mapping[str, Any] | None
-    ) -> Call:
+    def log_event(self, intent_id: str, event_type: str, payload: Mapping[str, Any] | None) -> Call:
         kind = _text(str(event_type), "event_type", 64)
         if kind in RESERVED:
             raise ValidationError(
@@ -199,8 +207,10 @@ class Ops:
         text = json_text(dict(payload or {}), "payload")
         if len(text) > limits.PAYLOAD_BYTES:
             raise PayloadTooLargeError(
-                f"payload is over {limits.PAYLOAD_BYTES} bytes", field="payload",
-                limit=limits.PAYLOAD_BYTES, size=len(text),
+                f"payload is over {limits.PAYLOAD_BYTES} bytes",
+                field="payload",
+                limit=limits.PAYLOAD_BYTES,
+                size=len(text),
             )
         keys = self._intent_keys(intent_id)
         return Call("log_event", [keys[0], keys[2], keys[3]], [intent_id, kind, text, self.actor])

@@ -22,7 +22,7 @@ ARGV:
   [5] actor     who changes it
 
 Returns: {intent hash (flat), state hash (flat)}
-Errors: INVALID, NOT_FOUND, CONFLICT, TRANSITION
+Errors: INVALID, TOO_LARGE, NOT_FOUND, CONFLICT, TRANSITION
 Events: status_changed
 ]]
 -- @include "fail"

@@ -83,8 +83,11 @@ def cleanup(raw_redis: redis.Redis, namespace: str) -> Iterator[None]:
 
 @pytest.fixture
 def client(
-    backend: str, namespace: str, request: pytest.FixtureRequest,
-    fake_server: fakeredis.FakeServer, cleanup: None,
+    backend: str,
+    namespace: str,
+    request: pytest.FixtureRequest,
+    fake_server: fakeredis.FakeServer,
+    cleanup: None,
 ) -> Iterator[Client]:
     if backend == "fake":
         conn = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
@@ -98,8 +101,11 @@ def client(
 
 @pytest.fixture
 async def aclient(
-    backend: str, namespace: str, request: pytest.FixtureRequest,
-    fake_server: fakeredis.FakeServer, cleanup: None,
+    backend: str,
+    namespace: str,
+    request: pytest.FixtureRequest,
+    fake_server: fakeredis.FakeServer,
+    cleanup: None,
 ) -> AsyncIterator[AsyncClient]:
     if backend == "fake":
         conn = fakeredis.FakeAsyncRedis(server=fake_server, decode_responses=True)

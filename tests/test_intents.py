@@ -69,20 +69,30 @@ def test_get_unknown_intent(client: Client) -> None:
         ({"title": "t", "intent_id": "a", "idempotency_key": "k"}, "intent_id"),
     ],
 )
-def test_create_rejects_bad_input(client: Client, raw_redis: redis.Redis, namespace: str,
-                                  kwargs: dict[str, object], field: str) -> None:
+def test_create_rejects_bad_input(
+    client: Client, raw_redis: redis.Redis, namespace: str, kwargs: dict[str, object], field: str
+) -> None:
     with pytest.raises(ValidationError) as info:
         client.create_intent(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
     assert list(raw_redis.scan_iter(f"{{{namespace}:*")) == []
 
 
-def test_lua_rejects_what_the_sdk_would(client: Client, raw_redis: redis.Redis,
-                                        namespace: str) -> None:
+def test_lua_rejects_what_the_sdk_would(
+    client: Client, raw_redis: redis.Redis, namespace: str
+) -> None:
     """The script never trusts the caller: bypass the SDK and send bad input directly."""
     good = client._ops.create_intent(
-        "raw-1", title="t", description=None, constraints=None, state=None, created_by=None,
-        status="active", confidence=None, parent_intent_id=None, depends_on=None,
+        "raw-1",
+        title="t",
+        description=None,
+        constraints=None,
+        state=None,
+        created_by=None,
+        status="active",
+        confidence=None,
+        parent_intent_id=None,
+        depends_on=None,
     )
     cases = {
         1: '{"title":"","created_by":"x","status":"active","depends_on":[]}',
@@ -94,7 +104,7 @@ def test_lua_rejects_what_the_sdk_would(client: Client, raw_redis: redis.Redis,
         args[1] = spec
         with pytest.raises(ValidationError):
             client._runner.call(type(good)(good.script, good.keys, args))
-    for constraints in ["[1]", "NaN", "{\"a\":0x10}", "{"]:
+    for constraints in ["[1]", "NaN", '{"a":0x10}', "{"]:
         args = list(good.args)
         args[2] = constraints
         with pytest.raises(ValidationError) as info:
@@ -198,16 +208,20 @@ def test_filtered_list_pages(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit": 0}, {"limit": limits.PAGE_MAX + 1}, {"status": "nope"}, {"cursor": "junk"},
-     {"parent_id": "bad id"}],
+    [
+        {"limit": 0},
+        {"limit": limits.PAGE_MAX + 1},
+        {"status": "nope"},
+        {"cursor": "junk"},
+        {"parent_id": "bad id"},
+    ],
 )
 def test_list_rejects_bad_input(client: Client, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         client.list_intents(**kwargs)  # type: ignore[arg-type]
 
 
-def test_namespace_partition_count_is_checked(client: Client, backend: str,
-                                              namespace: str) -> None:
+def test_namespace_partition_count_is_checked(client: Client, backend: str, namespace: str) -> None:
     from oibus import ConfigurationError
 
     client.create_intent("t")

@@ -27,26 +27,44 @@ def intent_id(client: Client) -> str:
 
 
 CASES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
-    ([{"op": "set", "path": "/new", "value": {"k": [None, True]}}],
-     {**BASE, "new": {"k": [None, True]}}),
-    ([{"op": "set", "path": "/a/c", "value": "y"}],
-     {**BASE, "a": {"b": [1, 2], "c": "y", "e": {}}}),
-    ([{"op": "set", "path": "/a/d/e/f", "value": 1}],
-     {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "d": {"e": {"f": 1}}}}),
-    ([{"op": "set", "path": "/a/b/0", "value": 9}],
-     {**BASE, "a": {"b": [9, 2], "c": "x", "e": {}}}),
-    ([{"op": "set", "path": "/a/b/2", "value": 3}],
-     {**BASE, "a": {"b": [1, 2, 3], "c": "x", "e": {}}}),
-    ([{"op": "set", "path": "/a/b/-", "value": 3}],
-     {**BASE, "a": {"b": [1, 2, 3], "c": "x", "e": {}}}),
-    ([{"op": "set", "path": "/a/e/x", "value": []}],
-     {**BASE, "a": {"b": [1, 2], "c": "x", "e": {"x": []}}}),
+    (
+        [{"op": "set", "path": "/new", "value": {"k": [None, True]}}],
+        {**BASE, "new": {"k": [None, True]}},
+    ),
+    (
+        [{"op": "set", "path": "/a/c", "value": "y"}],
+        {**BASE, "a": {"b": [1, 2], "c": "y", "e": {}}},
+    ),
+    (
+        [{"op": "set", "path": "/a/d/e/f", "value": 1}],
+        {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "d": {"e": {"f": 1}}}},
+    ),
+    (
+        [{"op": "set", "path": "/a/b/0", "value": 9}],
+        {**BASE, "a": {"b": [9, 2], "c": "x", "e": {}}},
+    ),
+    (
+        [{"op": "set", "path": "/a/b/2", "value": 3}],
+        {**BASE, "a": {"b": [1, 2, 3], "c": "x", "e": {}}},
+    ),
+    (
+        [{"op": "set", "path": "/a/b/-", "value": 3}],
+        {**BASE, "a": {"b": [1, 2, 3], "c": "x", "e": {}}},
+    ),
+    (
+        [{"op": "set", "path": "/a/e/x", "value": []}],
+        {**BASE, "a": {"b": [1, 2], "c": "x", "e": {"x": []}}},
+    ),
     ([{"op": "append", "path": "/list", "value": "v"}], {**BASE, "list": ["v"]}),
-    ([{"op": "append", "path": "/a/b", "value": {"z": 1}}],
-     {**BASE, "a": {"b": [1, 2, {"z": 1}], "c": "x", "e": {}}}),
+    (
+        [{"op": "append", "path": "/a/b", "value": {"z": 1}}],
+        {**BASE, "a": {"b": [1, 2, {"z": 1}], "c": "x", "e": {}}},
+    ),
     ([{"op": "append", "path": "/fresh", "value": 1}], {**BASE, "fresh": [1]}),
-    ([{"op": "append", "path": "/a/fresh", "value": 1}],
-     {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "fresh": [1]}}),
+    (
+        [{"op": "append", "path": "/a/fresh", "value": 1}],
+        {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "fresh": [1]}},
+    ),
     ([{"op": "remove", "path": "/n"}], {k: v for k, v in BASE.items() if k != "n"}),
     ([{"op": "remove", "path": "/a/c"}], {**BASE, "a": {"b": [1, 2], "e": {}}}),
     ([{"op": "remove", "path": "/a/b"}], {**BASE, "a": {"c": "x", "e": {}}}),
@@ -55,19 +73,27 @@ CASES: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
     ([{"op": "remove", "path": "/a/b/1"}], {**BASE, "a": {"b": [1], "c": "x", "e": {}}}),
     ([{"op": "set", "path": "/s~1l/t~0", "value": 2}], {**BASE, "s/l": {"t~": 2}}),
     ([{"op": "set", "path": "/", "value": "empty key"}], {**BASE, "": "empty key"}),
-    ([{"op": "set", "path": "/x", "value": 1}, {"op": "append", "path": "/y", "value": 2},
-      {"op": "remove", "path": "/x"}, {"op": "set", "path": "/y/-", "value": 3}],
-     {**BASE, "y": [2, 3]}),
-    ([{"op": "set", "path": "/u", "value": "üñí \"q\" \\ \n"}],
-     {**BASE, "u": "üñí \"q\" \\ \n"}),
-    ([{"op": "set", "path": "/a/big", "value": 2**60 + 1}],
-     {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "big": 2**60 + 1}}),
+    (
+        [
+            {"op": "set", "path": "/x", "value": 1},
+            {"op": "append", "path": "/y", "value": 2},
+            {"op": "remove", "path": "/x"},
+            {"op": "set", "path": "/y/-", "value": 3},
+        ],
+        {**BASE, "y": [2, 3]},
+    ),
+    ([{"op": "set", "path": "/u", "value": 'üñí "q" \\ \n'}], {**BASE, "u": 'üñí "q" \\ \n'}),
+    (
+        [{"op": "set", "path": "/a/big", "value": 2**60 + 1}],
+        {**BASE, "a": {"b": [1, 2], "c": "x", "e": {}, "big": 2**60 + 1}},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("patches", "expected"), CASES)
-def test_patch_ops(client: Client, intent_id: str, patches: list[dict[str, Any]],
-                   expected: dict[str, Any]) -> None:
+def test_patch_ops(
+    client: Client, intent_id: str, patches: list[dict[str, Any]], expected: dict[str, Any]
+) -> None:
     patched = client.patch_state(intent_id, 1, patches)
     assert patched.state == expected
     assert patched.version == 2
@@ -77,8 +103,9 @@ def test_patch_ops(client: Client, intent_id: str, patches: list[dict[str, Any]]
 
 
 def test_state_patch_struct(client: Client, intent_id: str) -> None:
-    patched = client.patch_state(intent_id, 1, [StatePatch("set", "/a/c", 5),
-                                                StatePatch("remove", "/n")])
+    patched = client.patch_state(
+        intent_id, 1, [StatePatch("set", "/a/c", 5), StatePatch("remove", "/n")]
+    )
     assert patched.state["a"]["c"] == 5
     assert "n" not in patched.state
 
@@ -108,16 +135,22 @@ ERRORS: list[tuple[list[dict[str, Any]], type[Exception]]] = [
     ([{"op": "remove", "path": "/missing"}], PatchError),
     ([{"op": "remove", "path": "/a/missing"}], PatchError),
     ([{"op": "remove", "path": "/a/b/7"}], PatchError),
-    ([{"op": "set", "path": "/ok", "value": 1}, {"op": "append", "path": "/n", "value": 1}],
-     PatchError),
+    (
+        [{"op": "set", "path": "/ok", "value": 1}, {"op": "append", "path": "/n", "value": 1}],
+        PatchError,
+    ),
     ([{"op": "set", "path": "/big", "value": "x" * limits.STATE_BYTES}], PayloadTooLargeError),
 ]
 
 
 @pytest.mark.parametrize(("patches", "error"), ERRORS)
-def test_patch_errors_change_nothing(client: Client, raw_redis: redis.Redis, intent_id: str,
-                                     patches: list[dict[str, Any]],
-                                     error: type[Exception]) -> None:
+def test_patch_errors_change_nothing(
+    client: Client,
+    raw_redis: redis.Redis,
+    intent_id: str,
+    patches: list[dict[str, Any]],
+    error: type[Exception],
+) -> None:
     events = raw_redis.xlen(client.keyspace.events(intent_id))
     with pytest.raises(error):
         client.patch_state(intent_id, 1, patches)
@@ -129,8 +162,15 @@ def test_patch_errors_change_nothing(client: Client, raw_redis: redis.Redis, int
 
 def test_script_checks_paths_and_values_itself(client: Client, intent_id: str) -> None:
     """Bypass the SDK: the script refuses malformed ops and non-JSON values on its own."""
-    for raw in ['[["set","nope","1"]]', '[["set","/a","NaN"]]', '[["set","/a","{"]]',
-                '[["zap","/a","1"]]', '[]', '{}', '[["set","/a","0x1F"]]']:
+    for raw in [
+        '[["set","nope","1"]]',
+        '[["set","/a","NaN"]]',
+        '[["set","/a","{"]]',
+        '[["zap","/a","1"]]',
+        "[]",
+        "{}",
+        '[["set","/a","0x1F"]]',
+    ]:
         call = client._ops.patch_state(intent_id, 1, raw)
         with pytest.raises(ValidationError):
             client._runner.call(call)
@@ -147,8 +187,9 @@ def test_state_size_limit_counts_the_whole_state(client: Client) -> None:
     assert client.update_state(intent.id, v, {"b": half}).version == v + 1
 
 
-def test_wrong_version_is_a_conflict_with_the_current_version(client: Client,
-                                                              intent_id: str) -> None:
+def test_wrong_version_is_a_conflict_with_the_current_version(
+    client: Client, intent_id: str
+) -> None:
     client.update_state(intent_id, 1, {"k": 1})
     with pytest.raises(ConflictError) as info:
         client.update_state(intent_id, 1, {"k": 2})

@@ -39,8 +39,9 @@ def _at(client: Client, status: IntentStatus) -> tuple[str, int]:
     return intent.id, version
 
 
-@pytest.mark.parametrize(("src", "dst"), [p for p in PAIRS if p[1] in TRANSITIONS[p[0]]],
-                         ids=lambda s: str(s))
+@pytest.mark.parametrize(
+    ("src", "dst"), [p for p in PAIRS if p[1] in TRANSITIONS[p[0]]], ids=str
+)
 def test_legal_transition(client: Client, src: IntentStatus, dst: IntentStatus) -> None:
     intent_id, version = _at(client, src)
     moved = client.set_status(intent_id, version, dst, reason="because")
@@ -48,16 +49,22 @@ def test_legal_transition(client: Client, src: IntentStatus, dst: IntentStatus) 
     assert moved.version == version + 1
     last = client.get_events(intent_id, reverse=True, limit=1)[0]
     assert last.event_type == "status_changed"
-    assert last.payload == {"from": str(src), "to": str(dst), "version": version + 1,
-                            "reason": "because"}
+    assert last.payload == {
+        "from": str(src),
+        "to": str(dst),
+        "version": version + 1,
+        "reason": "because",
+    }
     assert client.list_intents(status=str(dst))[0].id == intent_id
     assert intent_id not in {i.id for i in client.list_intents(status=str(src))}
 
 
-@pytest.mark.parametrize(("src", "dst"), [p for p in PAIRS if p[1] not in TRANSITIONS[p[0]]],
-                         ids=lambda s: str(s))
-def test_illegal_transition_changes_nothing(client: Client, raw_redis: redis.Redis,
-                                            src: IntentStatus, dst: IntentStatus) -> None:
+@pytest.mark.parametrize(
+    ("src", "dst"), [p for p in PAIRS if p[1] not in TRANSITIONS[p[0]]], ids=str
+)
+def test_illegal_transition_changes_nothing(
+    client: Client, raw_redis: redis.Redis, src: IntentStatus, dst: IntentStatus
+) -> None:
     intent_id, version = _at(client, src)
     before = client.get_intent(intent_id)
     events = raw_redis.xlen(client.keyspace.events(intent_id))

@@ -66,8 +66,11 @@ class AsyncClient:
         if redis is None:
             url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
             redis = Redis.from_url(
-                url, decode_responses=True, socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout, health_check_interval=30,
+                url,
+                decode_responses=True,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
             )
             self._owns_redis = True
         else:
@@ -139,13 +142,21 @@ class AsyncClient:
         content raises AlreadyExistsError. Children colocate with their parent (same slot)
         unless ``colocate_with`` says otherwise."""
         new_id = new_intent_id(
-            intent_id=intent_id, idempotency_key=idempotency_key,
+            intent_id=intent_id,
+            idempotency_key=idempotency_key,
             colocate_with=colocate_with if colocate_with is not None else parent_intent_id,
         )
         call = self._ops.create_intent(
-            new_id, title=title, description=description, constraints=constraints,
-            state=state, created_by=created_by, status=status, confidence=confidence,
-            parent_intent_id=parent_intent_id, depends_on=depends_on,
+            new_id,
+            title=title,
+            description=description,
+            constraints=constraints,
+            state=state,
+            created_by=created_by,
+            status=status,
+            confidence=confidence,
+            parent_intent_id=parent_intent_id,
+            depends_on=depends_on,
         )
         reply = await self._run(call)
         return decode_intent(reply[1:], new_id)
@@ -175,8 +186,9 @@ class AsyncClient:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for p in range(self.keyspace.partitions):
-                        pipe.zrange(query.index(p), high, "-", desc=True, bylex=True,
-                                    offset=0, num=batch)
+                        pipe.zrange(
+                            query.index(p), high, "-", desc=True, bylex=True, offset=0, num=batch
+                        )
                     per_partition = await pipe.execute()
             except Exception as exc:
                 raise translate(exc) from exc
@@ -245,8 +257,13 @@ class AsyncClient:
         call = self._ops.log_event(intent_id, event_type, payload)
         entry_id, seq, at = await self._run(call)
         return Event(
-            id=entry_id, intent_id=intent_id, seq=int(seq), event_type=str(event_type),
-            actor=self.agent_id, payload=dict(payload or {}), created_at=to_datetime(at),
+            id=entry_id,
+            intent_id=intent_id,
+            seq=int(seq),
+            event_type=str(event_type),
+            actor=self.agent_id,
+            payload=dict(payload or {}),
+            created_at=to_datetime(at),
         )
 
     async def get_events(
@@ -285,8 +302,10 @@ class AsyncClient:
                     if len(found) == limit:
                         return Page(found, entry_id)
             if len(entries) < batch:
-                if not found and after is None and not await self.redis.exists(
-                    self.keyspace.intent(intent_id)
+                if (
+                    not found
+                    and after is None
+                    and not await self.redis.exists(self.keyspace.intent(intent_id))
                 ):
                     raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
                 return Page(found, None)

@@ -67,8 +67,11 @@ class Client:
         if redis is None:
             url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
             redis = Redis.from_url(
-                url, decode_responses=True, socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout, health_check_interval=30,
+                url,
+                decode_responses=True,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
             )
             self._owns_redis = True
         else:
@@ -140,13 +143,21 @@ class Client:
         content raises AlreadyExistsError. Children colocate with their parent (same slot)
         unless ``colocate_with`` says otherwise."""
         new_id = new_intent_id(
-            intent_id=intent_id, idempotency_key=idempotency_key,
+            intent_id=intent_id,
+            idempotency_key=idempotency_key,
             colocate_with=colocate_with if colocate_with is not None else parent_intent_id,
         )
         call = self._ops.create_intent(
-            new_id, title=title, description=description, constraints=constraints,
-            state=state, created_by=created_by, status=status, confidence=confidence,
-            parent_intent_id=parent_intent_id, depends_on=depends_on,
+            new_id,
+            title=title,
+            description=description,
+            constraints=constraints,
+            state=state,
+            created_by=created_by,
+            status=status,
+            confidence=confidence,
+            parent_intent_id=parent_intent_id,
+            depends_on=depends_on,
         )
         reply = self._run(call)
         return decode_intent(reply[1:], new_id)
@@ -176,8 +187,9 @@ class Client:
             try:
                 with self.redis.pipeline(transaction=False) as pipe:
                     for p in range(self.keyspace.partitions):
-                        pipe.zrange(query.index(p), high, "-", desc=True, bylex=True,
-                                    offset=0, num=batch)
+                        pipe.zrange(
+                            query.index(p), high, "-", desc=True, bylex=True, offset=0, num=batch
+                        )
                     per_partition = pipe.execute()
             except Exception as exc:
                 raise translate(exc) from exc
@@ -246,8 +258,13 @@ class Client:
         call = self._ops.log_event(intent_id, event_type, payload)
         entry_id, seq, at = self._run(call)
         return Event(
-            id=entry_id, intent_id=intent_id, seq=int(seq), event_type=str(event_type),
-            actor=self.agent_id, payload=dict(payload or {}), created_at=to_datetime(at),
+            id=entry_id,
+            intent_id=intent_id,
+            seq=int(seq),
+            event_type=str(event_type),
+            actor=self.agent_id,
+            payload=dict(payload or {}),
+            created_at=to_datetime(at),
         )
 
     def get_events(
@@ -286,8 +303,10 @@ class Client:
                     if len(found) == limit:
                         return Page(found, entry_id)
             if len(entries) < batch:
-                if not found and after is None and not self.redis.exists(
-                    self.keyspace.intent(intent_id)
+                if (
+                    not found
+                    and after is None
+                    and not self.redis.exists(self.keyspace.intent(intent_id))
                 ):
                     raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
                 return Page(found, None)

@@ -1,0 +1,143 @@
+"""The script registry against the scripts' own headers, and the tables the Lua and Python
+sides both keep (limits, lifecycle, reserved event types, error codes)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from oibus.bus import limits
+from oibus.bus.codes import CODES
+from oibus.bus.errors import ConfigurationError
+from oibus.bus.events import RESERVED, EventType
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.ops import Ops
+from oibus.bus.registry import Registry, default_registry, expand
+from oibus.bus.statuses import TERMINAL, TRANSITIONS, IntentStatus
+
+LUA = Path(__file__).resolve().parent.parent / "lua"
+
+
+def _lua(name: str) -> str:
+    return (LUA / "includes" / f"{name}.lua").read_text()
+
+
+def test_registry_is_the_directory_listing() -> None:
+    names = {p.stem for p in LUA.glob("*.lua")}
+    assert set(default_registry()) == names
+    assert {
+        "create_intent",
+        "patch_state",
+        "set_status",
+        "log_event",
+        "assign_agent",
+        "unassign_agent",
+        "get_intent",
+    } <= names
+
+
+def test_every_script_keeps_the_header_contract() -> None:
+    for script in default_registry().values():
+        header = script.header
+        raw = (LUA / f"{script.name}.lua").read_text()
+        assert header.purpose
+        assert header.keys, script.name
+        assert set(header.errors) <= set(CODES), script.name
+        codes_used = set(re.findall(r'fail\("([A-Z_]+)"', raw))
+        assert codes_used == set(header.errors), script.name
+        for event in header.events:
+            assert event in set(EventType) or script.name == "log_event", script.name
+        emitted = set(re.findall(r'emit\([^)]*?"([a-z_]+)"', raw))
+        assert emitted <= set(header.events), script.name
+        assert "@include" not in script.source.replace("-- @include", "")
+        assert not re.search(r"^-- @include", script.source, re.MULTILINE)
+
+
+def test_ops_send_the_key_counts_the_headers_declare() -> None:
+    ops = Ops(Keyspace("k", 4), "actor")
+    reg = default_registry()
+    calls = [
+        ops.create_intent(
+            "i",
+            title="t",
+            description=None,
+            constraints=None,
+            state=None,
+            created_by=None,
+            status="active",
+            confidence=None,
+            parent_intent_id=None,
+            depends_on=None,
+        ),
+        ops.create_intent(
+            "p.i",
+            title="t",
+            description=None,
+            constraints=None,
+            state=None,
+            created_by=None,
+            status="active",
+            confidence=None,
+            parent_intent_id="p",
+            depends_on=None,
+        ),
+        ops.get_intent("i"),
+        ops.patch_state("i", 1, '[["set","/a","1"]]'),
+        ops.set_status("i", 1, "completed", None),
+        ops.log_event("i", "comment", {}),
+        ops.assign_agent("i", "a"),
+        ops.unassign_agent("i", "a"),
+    ]
+    for call in calls:
+        header = reg[call.script].header
+        if header.variadic_keys:
+            assert len(call.keys) >= len(header.keys) - 1, call.script
+        else:
+            assert len(call.keys) == len(header.keys), call.script
+        assert len(call.args) == len(header.argv), call.script
+    assert len(calls[4].keys) == 4 + len(IntentStatus)
+
+
+def test_includes_expand_once_and_cycles_are_named() -> None:
+    out = expand('-- @include "a"\n-- @include "a"\n', {"a": "local A = 1"}, ("s",))
+    assert out.count("local A = 1") == 1
+    with pytest.raises(ConfigurationError, match="s -> a -> b -> a"):
+        expand('-- @include "a"', {"a": '-- @include "b"', "b": '-- @include "a"'}, ("s",))
+    with pytest.raises(ConfigurationError, match="nope"):
+        expand('-- @include "nope"', {}, ("s",))
+
+
+def test_header_problems_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "includes").mkdir()
+    (tmp_path / "bad.lua").write_text("return 1\n")
+    with pytest.raises(ConfigurationError, match="header"):
+        Registry.from_directory(tmp_path)
+
+
+def test_limits_match() -> None:
+    text = _lua("limits")
+    lua = {m[0]: int(m[1]) for m in re.findall(r"local LIMIT_(\w+) = (\d+)", text)}
+    py = {k: getattr(limits, k) for k in lua}
+    assert lua == py
+
+
+def test_lifecycle_tables_match() -> None:
+    text = _lua("statuses")
+    statuses = re.search(r"local STATUSES = \{(.*?)\}", text)
+    assert statuses is not None
+    order = re.findall(r'"(\w+)"', statuses.group(1))
+    assert order == [str(s) for s in IntentStatus]
+    table = {}
+    for name, body in re.findall(r"^  (\w+) = \{(.*?)\},$", text, re.MULTILINE):
+        table[name] = set(re.findall(r"(\w+) = true", body))
+    assert table == {str(k): {str(s) for s in v} for k, v in TRANSITIONS.items()}
+    terminal = re.search(r"local TERMINAL = \{(.*?)\}", text)
+    assert terminal is not None
+    assert set(re.findall(r"(\w+) = true", terminal.group(1))) == {str(s) for s in TERMINAL}
+
+
+def test_reserved_event_types_match() -> None:
+    names = set(re.findall(r"([\w.]+) = true", _lua("event_types")))
+    assert names == {str(t) for t in RESERVED}
