@@ -9,7 +9,7 @@ import redis
 
 from oibus.bus.errors import ValidationError
 from oibus.bus.keyspace import Keyspace, check_id, encode_segment, group_of, key_slot
-from oibus.embedded import EmbeddedServer
+from oibus.embedded import EmbeddedServer, free_port
 
 
 def test_known_cluster_slots() -> None:
@@ -23,7 +23,9 @@ def test_known_cluster_slots() -> None:
 
 
 def test_slots_agree_with_a_cluster_enabled_engine(tmp_path: Path) -> None:
-    server = EmbeddedServer(tmp_path, appendonly=False, extra_args=["--cluster-enabled", "yes"])
+    # an explicit cluster bus port: the default (port + 10000) overflows for high ports
+    args = ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+    server = EmbeddedServer(tmp_path, appendonly=False, extra_args=args)
     with server:
         conn = redis.Redis.from_url(server.url, decode_responses=True)
         ks = Keyspace("oi", 16)
