@@ -318,6 +318,16 @@ class AsyncClient:
                 return Page(found, last)
 
     # -- protocol -----------------------------------------------------------------------
+    async def load_scripts(self) -> int:
+        """Load every script into the server's cache now (calls would load them on first
+        use anyway); returns how many. Useful after a failover or SCRIPT FLUSH."""
+        try:
+            for script in self._runner.registry.values():
+                await self.redis.script_load(script.source)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return len(self._runner.registry)
+
     async def discover(self) -> ProtocolInfo:
         """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
         try:

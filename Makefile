@@ -1,0 +1,49 @@
+# Targets match the README: `make run` and `make test` set everything up from a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test unit lint typecheck format sync bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start oibus on the embedded engine, run the demo, stay up until Ctrl-C
+run: $(STAMP)
+	$(BIN)/oibus up --demo
+
+## test: everything CI checks — generated code current, lint, types, both test tiers
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -k fake
+
+lint: $(STAMP)
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## sync: regenerate the sync SDK from the async source
+sync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.core --out bench/RESULTS.md
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.core --smoke
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
