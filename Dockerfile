@@ -10,6 +10,5 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER oibus
 WORKDIR /home/oibus
-ENV OIBUS_REDIS_URL=""
 ENTRYPOINT ["oibus"]
 CMD ["up", "--data-dir", "/home/oibus/data"]
