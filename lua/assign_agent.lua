@@ -25,7 +25,7 @@ Events: agent_assigned
 -- @include "now_us"
 -- @include "limits"
 -- @include "statuses"
--- @include "validate"
+-- @include "open_intent"
 -- @include "emit"
 -- @include "snapshot"
 
@@ -33,15 +33,12 @@ local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, agent, actor = ARGV[1], ARGV[2], ARGV[3]
 
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
 if not is_text(agent, 256) then
   return fail("INVALID", "agent_id must be a non-empty string of at most 256 bytes",
     {field = "agent_id"})
 end
-local cur = rcall("HMGET", ik, "version", "status", "agents")
-if not cur[1] then return fail("NOT_FOUND", "intent " .. id .. " does not exist", {id = id}) end
+local cur, err = open_intent(ik, id, {"status", "agents"})
+if cur == nil then return err end
 if TERMINAL[cur[2]] then
   return fail("CLOSED", "intent " .. id .. " is " .. cur[2] .. " and takes no new agents",
     {status = cur[2]})

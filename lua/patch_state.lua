@@ -28,7 +28,7 @@ Events: state_patched
 -- @include "now_us"
 -- @include "limits"
 -- @include "statuses"
--- @include "validate"
+-- @include "open_intent"
 -- @include "json_patch"
 -- @include "emit"
 -- @include "snapshot"
@@ -37,11 +37,8 @@ local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, actor = ARGV[1], ARGV[2], ARGV[4]
 
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
-local cur = rcall("HMGET", ik, "version", "status", "ssize")
-if not cur[1] then return fail("NOT_FOUND", "intent " .. id .. " does not exist", {id = id}) end
+local cur, err = open_intent(ik, id, {"status", "ssize"})
+if cur == nil then return err end
 local version = tonumber(cur[1])
 if TERMINAL[cur[2]] then
   return fail("CLOSED", "intent " .. id .. " is " .. cur[2] .. " and no longer changes",

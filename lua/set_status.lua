@@ -29,7 +29,7 @@ Events: status_changed
 -- @include "now_us"
 -- @include "limits"
 -- @include "statuses"
--- @include "validate"
+-- @include "open_intent"
 -- @include "emit"
 -- @include "snapshot"
 
@@ -37,9 +37,6 @@ local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, to, reason, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
 local to_index = status_index(to)
 if to_index == nil then
   return fail("INVALID", "unknown status " .. tostring(to) .. "; one of " .. table.concat(STATUSES, ", "),
@@ -57,8 +54,8 @@ if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
 end
-local cur = rcall("HMGET", ik, "version", "status", "created_at")
-if not cur[1] then return fail("NOT_FOUND", "intent " .. id .. " does not exist", {id = id}) end
+local cur, err = open_intent(ik, id, {"status", "created_at"})
+if cur == nil then return err end
 local version, from = tonumber(cur[1]), cur[2]
 if expected ~= "" and tonumber(expected) ~= version then
   return fail("CONFLICT", "intent " .. id .. " is at version " .. version .. ", not " .. expected,

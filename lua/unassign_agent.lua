@@ -23,7 +23,7 @@ Events: agent_unassigned
 ]]
 -- @include "fail"
 -- @include "now_us"
--- @include "validate"
+-- @include "open_intent"
 -- @include "emit"
 -- @include "snapshot"
 
@@ -31,15 +31,12 @@ local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, agent, actor = ARGV[1], ARGV[2], ARGV[3]
 
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
 if not is_text(agent, 256) then
   return fail("INVALID", "agent_id must be a non-empty string of at most 256 bytes",
     {field = "agent_id"})
 end
-local cur = rcall("HMGET", ik, "version", "agents")
-if not cur[1] then return fail("NOT_FOUND", "intent " .. id .. " does not exist", {id = id}) end
+local cur, err = open_intent(ik, id, {"agents"})
+if cur == nil then return err end
 local agents = cjson.decode(cur[2])
 local kept = {}
 for n = 1, #agents do

@@ -48,16 +48,26 @@ def _wait_for_signal() -> None:
 
 
 @main.command()
-@click.option("--redis-url", envvar="OIBUS_REDIS_URL", help="Use this Redis instead of "
-              "starting the embedded one.")
-@click.option("--data-dir", default=".oibus", show_default=True, type=click.Path(),
-              help="Where the embedded server keeps its data and append-only file.")
-@click.option("--port", type=int, default=None, help="Port for the embedded server "
-              "(default: a free one).")
+@click.option(
+    "--redis-url",
+    envvar="OIBUS_REDIS_URL",
+    help="Use this Redis instead of starting the embedded one.",
+)
+@click.option(
+    "--data-dir",
+    default=".oibus",
+    show_default=True,
+    type=click.Path(),
+    help="Where the embedded server keeps its data and append-only file.",
+)
+@click.option(
+    "--port", type=int, default=None, help="Port for the embedded server (default: a free one)."
+)
 @click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True)
 @click.option("--demo", "with_demo", is_flag=True, help="Run the demo once it is up.")
-def up(redis_url: str | None, data_dir: str, port: int | None, namespace: str,
-       with_demo: bool) -> None:
+def up(
+    redis_url: str | None, data_dir: str, port: int | None, namespace: str, with_demo: bool
+) -> None:
     """Run oibus: on the embedded engine unless a Redis URL is given; stays up until Ctrl-C.
 
     \b
@@ -73,13 +83,17 @@ def up(redis_url: str | None, data_dir: str, port: int | None, namespace: str,
             redis_url = server.start()
             url_file.write_text(redis_url + "\n")
             assert server.engine is not None
-            click.echo(f"embedded {server.engine.name} {server.engine.version} "
-                       f"(pid {server.pid}), data in {server.data_dir}")
+            click.echo(
+                f"embedded {server.engine.name} {server.engine.version} "
+                f"(pid {server.pid}), data in {server.data_dir}"
+            )
         with Client(redis_url, agent_id="oibus-up", namespace=namespace) as client:
             loaded = client.load_scripts()
             info = client.discover()
-            click.echo(f"oibus {__version__} is up on {info.server['engine']} "
-                       f"{info.server['version']}: {loaded} scripts loaded")
+            click.echo(
+                f"oibus {__version__} is up on {info.server['engine']} "
+                f"{info.server['version']}: {loaded} scripts loaded"
+            )
             click.echo(f"clients connect with: export OIBUS_REDIS_URL={redis_url}")
             if with_demo:
                 run_demo(client, click.echo)
@@ -95,8 +109,11 @@ def up(redis_url: str | None, data_dir: str, port: int | None, namespace: str,
 
 
 @main.command()
-@click.option("--redis-url", envvar="OIBUS_REDIS_URL", help="Default: the running "
-              "`oibus up` in --data-dir, else a temporary embedded server.")
+@click.option(
+    "--redis-url",
+    envvar="OIBUS_REDIS_URL",
+    help="Default: the running `oibus up` in --data-dir, else a temporary embedded server.",
+)
 @click.option("--data-dir", default=".oibus", show_default=True, type=click.Path())
 @click.option("--namespace", default="demo", show_default=True)
 def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 import fakeredis
 import pytest
 import redis
-import redis.asyncio
 
 from oibus import AsyncClient, Client
 from oibus.embedded import EmbeddedServer
@@ -81,6 +80,14 @@ def cleanup(raw_redis: redis.Redis, namespace: str) -> Iterator[None]:
             raw_redis.delete(key)
 
 
+def _connection_args(
+    backend: str, request: pytest.FixtureRequest, namespace: str
+) -> tuple[str | None, dict[str, object]]:
+    """URL (None for fakeredis) and the keyword arguments every test client shares."""
+    url = None if backend == "fake" else _url(backend, request.getfixturevalue("embedded_url"))
+    return url, {"agent_id": "tester", "namespace": namespace, "slot_guard": True}
+
+
 @pytest.fixture
 def client(
     backend: str,
@@ -89,12 +96,10 @@ def client(
     fake_server: fakeredis.FakeServer,
     cleanup: None,
 ) -> Iterator[Client]:
-    if backend == "fake":
-        conn = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
-        c = Client(redis=conn, agent_id="tester", namespace=namespace, slot_guard=True)
-    else:
-        url = _url(backend, request.getfixturevalue("embedded_url"))
-        c = Client(url, agent_id="tester", namespace=namespace, slot_guard=True)
+    url, kwargs = _connection_args(backend, request, namespace)
+    if url is None:
+        kwargs["redis"] = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+    c = Client(url, **kwargs)  # type: ignore[arg-type]
     yield c
     c.close()
 
@@ -107,11 +112,9 @@ async def aclient(
     fake_server: fakeredis.FakeServer,
     cleanup: None,
 ) -> AsyncIterator[AsyncClient]:
-    if backend == "fake":
-        conn = fakeredis.FakeAsyncRedis(server=fake_server, decode_responses=True)
-        c = AsyncClient(redis=conn, agent_id="tester", namespace=namespace, slot_guard=True)
-    else:
-        url = _url(backend, request.getfixturevalue("embedded_url"))
-        c = AsyncClient(url, agent_id="tester", namespace=namespace, slot_guard=True)
+    url, kwargs = _connection_args(backend, request, namespace)
+    if url is None:
+        kwargs["redis"] = fakeredis.FakeAsyncRedis(server=fake_server, decode_responses=True)
+    c = AsyncClient(url, **kwargs)  # type: ignore[arg-type]
     yield c
     await c.aclose()

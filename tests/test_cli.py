@@ -27,11 +27,17 @@ def test_version() -> None:
 
 
 def test_demo_prints_the_event_log(embedded_url: str, namespace: str) -> None:
-    result = CliRunner().invoke(main, ["demo", "--redis-url", embedded_url,
-                                       "--namespace", namespace])
+    result = CliRunner().invoke(
+        main, ["demo", "--redis-url", embedded_url, "--namespace", namespace]
+    )
     assert result.exit_code == 0, result.output
-    for needle in ["intent_created", "state_patched", "status_changed", "stale write refused",
-                   "#8"]:
+    for needle in [
+        "intent_created",
+        "state_patched",
+        "status_changed",
+        "stale write refused",
+        "#8",
+    ]:
         assert needle in result.output
     conn = redis.Redis.from_url(embedded_url, decode_responses=True)
     for key in conn.scan_iter(f"{{{namespace}*"):
@@ -39,8 +45,9 @@ def test_demo_prints_the_event_log(embedded_url: str, namespace: str) -> None:
     conn.close()
 
 
-def test_demo_without_a_url_starts_its_own_server(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_without_a_url_starts_its_own_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OIBUS_REDIS_URL", raising=False)
     result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -59,7 +66,10 @@ def test_up_serves_until_signalled_then_stops_the_engine(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if k != "OIBUS_REDIS_URL"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "oibus.cli", "up", "--data-dir", str(tmp_path), "--demo"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     lines = []

@@ -45,7 +45,7 @@ def test_every_script_keeps_the_header_contract() -> None:
         assert header.purpose
         assert header.keys, script.name
         assert set(header.errors) <= set(CODES), script.name
-        codes_used = set(re.findall(r'fail\("([A-Z_]+)"', raw))
+        codes_used = set(re.findall(r'fail\("([A-Z_]+)"', script.source))
         assert codes_used == set(header.errors), script.name
         for event in header.events:
             assert event in set(EventType) or script.name == "log_event", script.name

@@ -39,9 +39,7 @@ def _at(client: Client, status: IntentStatus) -> tuple[str, int]:
     return intent.id, version
 
 
-@pytest.mark.parametrize(
-    ("src", "dst"), [p for p in PAIRS if p[1] in TRANSITIONS[p[0]]], ids=str
-)
+@pytest.mark.parametrize(("src", "dst"), [p for p in PAIRS if p[1] in TRANSITIONS[p[0]]], ids=str)
 def test_legal_transition(client: Client, src: IntentStatus, dst: IntentStatus) -> None:
     intent_id, version = _at(client, src)
     moved = client.set_status(intent_id, version, dst, reason="because")
