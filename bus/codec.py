@@ -3,7 +3,7 @@ sync and async clients, so both read the same bytes the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,13 +13,11 @@ from .errors import NotFoundError, PayloadTooLargeError, ValidationError
 from .limits import STATE_BYTES
 from .models import Event, Intent, StatePatch
 from .pointer import parse
-from .statuses import IntentStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
-_list_decoder = msgspec.json.Decoder(list[str])
 
 PATCH_OPS = ("set", "append", "remove")
 
@@ -77,6 +75,29 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
     return _encoder.encode(packed).decode()
 
 
+def encode_sets(state: Mapping[str, Any]) -> str:
+    """``update_state``'s top-level sets, packed like encode_patches (paths are built here,
+    so they need no parsing)."""
+    if not isinstance(state, Mapping) or not state:
+        raise ValidationError("state_patch must be a non-empty mapping", field="state_patch")
+    packed = []
+    total = 0
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise ValidationError("state keys must be strings", field="state_patch")
+        text = json_text(value, f"state_patch[{key!r}]")
+        total += len(text)
+        packed.append(["set", "/" + key.replace("~", "~0").replace("/", "~1"), text])
+    if total > STATE_BYTES:
+        raise PayloadTooLargeError(
+            f"patch values are {total} bytes; the state limit is {STATE_BYTES}",
+            field="state_patch",
+            limit=STATE_BYTES,
+            size=total,
+        )
+    return _encoder.encode(packed).decode()
+
+
 def encode_state_pairs(state: Mapping[str, Any]) -> str:
     pairs = []
     for key, value in state.items():
@@ -86,42 +107,15 @@ def encode_state_pairs(state: Mapping[str, Any]) -> str:
     return _encoder.encode(pairs).decode()
 
 
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
+_intent_decoder = msgspec.json.Decoder(Intent)
 
 
-def decode_intent(reply: Sequence[Any], intent_id: str) -> Intent:
-    """Build an Intent from a script snapshot ``[intent hash, state hash]``."""
-    fields = _pairs(reply[0])
-    if not fields:
+def decode_intent(reply: str | None, intent_id: str) -> Intent:
+    """The intent from a script's snapshot: one JSON document (``lua/includes/snapshot.lua``),
+    or nil when the intent does not exist."""
+    if reply is None:
         raise NotFoundError(f"intent {intent_id} does not exist", resource="intent", id=intent_id)
-    state_flat = reply[1]
-    if state_flat:
-        parts = [
-            _encoder.encode(state_flat[n]).decode() + ":" + state_flat[n + 1]
-            for n in range(0, len(state_flat), 2)
-        ]
-        state = _dict_decoder.decode("{" + ",".join(parts) + "}")
-    else:
-        state = {}
-    confidence = fields.get("confidence")
-    return Intent(
-        id=fields["id"],
-        title=fields["title"],
-        description=fields.get("description"),
-        created_by=fields["created_by"],
-        status=IntentStatus(fields["status"]),
-        constraints=_dict_decoder.decode(fields["constraints"]),
-        state=state,
-        confidence=int(confidence) if confidence is not None else None,
-        version=int(fields["version"]),
-        created_at=to_datetime(fields["created_at"]),
-        updated_at=to_datetime(fields["updated_at"]),
-        parent_intent_id=fields.get("parent_intent_id"),
-        depends_on=_list_decoder.decode(fields["depends_on"]),
-        assigned_agents=_list_decoder.decode(fields["agents"]),
-    )
+    return _intent_decoder.decode(reply)
 
 
 def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Event:

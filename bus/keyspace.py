@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from .errors import ValidationError
@@ -77,7 +78,12 @@ class Keyspace:
         return f"{{{self.namespace}:{partition}}}"
 
     def tag_of(self, intent_id: str) -> str:
-        return self.tag(self.partition(intent_id))
+        return _tag_of(self.namespace, self.partitions, intent_id)
+
+    def intent_keys(self, intent_id: str) -> tuple[str, str, str, str]:
+        """intent, state, events and the partition's bus: what every mutation touches."""
+        t = _tag_of(self.namespace, self.partitions, intent_id)
+        return f"{t}:i:{intent_id}", f"{t}:s:{intent_id}", f"{t}:e:{intent_id}", f"{t}:bus"
 
     # -- one intent ---------------------------------------------------------------------
     def intent(self, intent_id: str) -> str:
@@ -114,6 +120,12 @@ class Keyspace:
     def meta(self) -> str:
         """Bus configuration (partition count, schema), checked by every client."""
         return f"{{{self.namespace}}}:meta"
+
+
+@lru_cache(maxsize=65_536)
+def _tag_of(namespace: str, partitions: int, intent_id: str) -> str:
+    """Hot path: every call on an intent needs its tag; ids repeat, so remember them."""
+    return f"{{{namespace}:{zlib.crc32(group_of(intent_id).encode()) % partitions}}}"
 
 
 def _crc16(data: bytes) -> int:

@@ -85,10 +85,7 @@ class Ops:
         self.actor = _text(actor, "agent_id", 256)
 
     def _intent_keys(self, intent_id: str) -> list[str]:
-        ks = self.keyspace
-        check_id(intent_id)
-        p = ks.partition(intent_id)
-        return [ks.intent(intent_id), ks.state(intent_id), ks.events(intent_id), ks.bus(p)]
+        return list(self.keyspace.intent_keys(check_id(intent_id)))
 
     def create_intent(
         self,

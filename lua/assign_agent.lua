@@ -17,7 +17,7 @@ ARGV:
   [2] agent_id  the agent to assign (1-256 bytes)
   [3] actor     who assigns
 
-Returns: {intent hash (flat), state hash (flat)}
+Returns: the intent as JSON (includes/snapshot.lua)
 Errors: INVALID, NOT_FOUND, CLOSED, TOO_LARGE
 Events: agent_assigned
 ]]

@@ -27,7 +27,7 @@ ARGV:
   [5] digest       fingerprint of the create request, for idempotent retries
   [6] actor        who creates it
 
-Returns: {created (1|0), intent hash (flat), state hash (flat)}
+Returns: {created (1|0), the intent as JSON (includes/snapshot.lua)}
 Errors: INVALID, TOO_LARGE, EXISTS
 Events: intent_created
 ]]
@@ -50,8 +50,7 @@ if not is_id(id) or not key_ends(ik, ":i:" .. id) then
 end
 if rcall("EXISTS", ik) == 1 then
   if rcall("HGET", ik, "digest") == digest then
-    local snap = snapshot(ik, sk)
-    return {0, snap[1], snap[2]}
+    return {0, snapshot(ik, sk)}
   end
   return fail("EXISTS", "intent " .. id .. " already exists with different content",
     {field = "id", id = id})
@@ -170,5 +169,4 @@ if parent ~= nil then payload[#payload + 1] = ',"parent_intent_id":' .. cjson.en
 payload[#payload + 1] = "}"
 emit(ik, ek, bk, id, "intent_created", actor, table.concat(payload), at)
 
-local snap = snapshot(ik, sk)
-return {1, snap[1], snap[2]}
+return {1, snapshot(ik, sk)}

@@ -11,7 +11,7 @@ KEYS:
 
 ARGV: (none)
 
-Returns: {intent hash (flat), state hash (flat)}; an empty intent hash when it does not exist
+Returns: the intent as JSON (includes/snapshot.lua), or nil when it does not exist
 Errors: (none)
 Events: (none)
 ]]

@@ -20,7 +20,7 @@ ARGV:
   [3] patches   JSON list of [op, path, JSON value text ("" for remove)]
   [4] actor     who patches
 
-Returns: {intent hash (flat), state hash (flat)}
+Returns: the intent as JSON (includes/snapshot.lua)
 Errors: INVALID, PATCH, TOO_LARGE, NOT_FOUND, CONFLICT, CLOSED
 Events: state_patched
 ]]

@@ -21,7 +21,7 @@ ARGV:
   [4] reason    free text recorded in the event ("" for none)
   [5] actor     who changes it
 
-Returns: {intent hash (flat), state hash (flat)}
+Returns: the intent as JSON (includes/snapshot.lua)
 Errors: INVALID, TOO_LARGE, NOT_FOUND, CONFLICT, TRANSITION
 Events: status_changed
 ]]

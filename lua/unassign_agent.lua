@@ -17,7 +17,7 @@ ARGV:
   [2] agent_id  the agent to remove
   [3] actor     who removes it
 
-Returns: {intent hash (flat), state hash (flat)}
+Returns: the intent as JSON (includes/snapshot.lua)
 Errors: INVALID, NOT_FOUND
 Events: agent_unassigned
 ]]

@@ -237,3 +237,35 @@ def test_discover(client: Client) -> None:
     assert "suspended_awaiting_input" in info.statuses
     assert "lease_expired" in info.event_types
     assert info.namespace == client.keyspace.namespace
+
+
+def test_list_paging_while_intents_are_created(client: Client) -> None:
+    """Newest-first paging by cursor while new intents keep arriving: every intent that
+    existed when paging began is seen exactly once; newcomers never shift the pages."""
+    existing = [client.create_intent(f"old{n}").id for n in range(40)]
+    seen: list[str] = []
+    cursor = None
+    n = 0
+    while True:
+        page = client.list_intents(limit=6, cursor=cursor)
+        seen += [i.id for i in page]
+        client.create_intent(f"new{n}")
+        n += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [i for i in seen if i in set(existing)] == list(reversed(existing))
+    assert len(seen) == len(set(seen))
+
+
+def test_each_event_is_announced_on_the_partition_bus(
+    client: Client, raw_redis: redis.Redis
+) -> None:
+    intent = client.create_intent("t")
+    client.update_state(intent.id, 1, {"a": 1})
+    events = client.get_events(intent.id)
+    bus = raw_redis.xrange(client.keyspace.bus(client.keyspace.partition(intent.id)))
+    pointers = [f for _, f in bus if f["i"] == intent.id]
+    assert [(p["e"], int(p["s"]), p["t"]) for p in pointers] == [
+        (e.id, e.seq, e.event_type) for e in events
+    ]

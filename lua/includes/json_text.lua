@@ -43,10 +43,22 @@ local function js_skip_value(s, i)
   return string.find(s, "[,%]} \t\r\n]", i) or (#s + 1)
 end
 
+-- JSON's number grammar (cjson also takes "+1", "01", ".5" and "1.", which no JSON
+-- reader takes back)
+local function js_number(t)
+  local rest = string.match(t, "^%-?0(.*)$") or string.match(t, "^%-?[1-9]%d*(.*)$")
+  if rest == nil then return false end
+  if string.sub(rest, 1, 1) == "." then
+    rest = string.match(rest, "^%.%d+(.*)$")
+    if rest == nil then return false end
+  end
+  return rest == "" or string.match(rest, "^[eE][%+%-]?%d+$") ~= nil
+end
+
 -- js_valid(text): true when text is one well-formed JSON value. cjson alone would
 -- also accept NaN, Infinity and hex numbers, which no JSON reader takes back, so
--- after it parses, the text outside strings may hold only JSON's number and
--- structure characters and the three literals.
+-- after it parses, the text outside strings may hold only the three literals,
+-- structure characters and numbers in JSON's own grammar.
 local function js_valid(text)
   if type(text) ~= "string" or #text == 0 then return false end
   local ok = pcall(cjson.decode, text)
@@ -65,7 +77,11 @@ local function js_valid(text)
   bare = string.gsub(bare, "%f[%a]true%f[%A]", "")
   bare = string.gsub(bare, "%f[%a]false%f[%A]", "")
   bare = string.gsub(bare, "%f[%a]null%f[%A]", "")
-  return string.find(bare, "[^%d%.eE%+%-,:%[%]{} \t\r\n]") == nil
+  if string.find(bare, "[^%d%.eE%+%-,:%[%]{} \t\r\n]") then return false end
+  for token in string.gmatch(bare, "[%d%.eE%+%-]+") do
+    if not js_number(token) then return false end
+  end
+  return true
 end
 
 local function js_kind(text)

@@ -1,5 +1,29 @@
--- snapshot(ik, sk): the reply shape every intent-returning script shares:
--- {flat intent hash, flat state hash}; bus/codec.py decodes it.
+-- @include "iso_time"
+-- snapshot(ik, sk): the intent as one JSON document (the reply every intent-returning
+-- script shares), or false when it does not exist. Built here because the stored JSON
+-- fields (constraints, state values, depends_on, agents) are already JSON text: the
+-- client then makes the record with one decode instead of rebuilding it field by field.
 local function snapshot(ik, sk)
-  return {redis.call("HGETALL", ik), redis.call("HGETALL", sk)}
+  local f = redis.call("HMGET", ik, "id", "title", "description", "created_by", "status",
+    "constraints", "confidence", "version", "created_at", "updated_at", "parent_intent_id",
+    "depends_on", "agents")
+  if not f[1] then return false end
+  local out = {'{"id":', cjson.encode(f[1]), ',"title":', cjson.encode(f[2])}
+  if f[3] then
+    out[#out + 1] = ',"description":'
+    out[#out + 1] = cjson.encode(f[3])
+  end
+  out[#out + 1] = ',"created_by":' .. cjson.encode(f[4]) .. ',"status":"' .. f[5]
+    .. '","constraints":' .. f[6]
+  if f[7] then out[#out + 1] = ',"confidence":' .. f[7] end
+  out[#out + 1] = ',"version":' .. f[8] .. ',"created_at":"' .. iso_time(tonumber(f[9]))
+    .. '","updated_at":"' .. iso_time(tonumber(f[10])) .. '"'
+  if f[11] then out[#out + 1] = ',"parent_intent_id":' .. cjson.encode(f[11]) end
+  out[#out + 1] = ',"depends_on":' .. f[12] .. ',"assigned_agents":' .. f[13] .. ',"state":{'
+  local s = redis.call("HGETALL", sk)
+  local items = {}
+  for n = 1, #s, 2 do items[#items + 1] = cjson.encode(s[n]) .. ":" .. s[n + 1] end
+  out[#out + 1] = table.concat(items, ",")
+  out[#out + 1] = "}}"
+  return table.concat(out)
 end

@@ -19,9 +19,16 @@ from redis.exceptions import ResponseError
 
 from ... import _version
 from ...bus import limits
-from ...bus.codec import decode_event, decode_intent, encode_patches, index_member_id, to_datetime
+from ...bus.codec import (
+    decode_event,
+    decode_intent,
+    encode_patches,
+    encode_sets,
+    index_member_id,
+    to_datetime,
+)
 from ...bus.discovery import protocol_info
-from ...bus.errors import ConfigurationError, NotFoundError, ValidationError
+from ...bus.errors import ConfigurationError, NotFoundError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace, check_id
 from ...bus.listing import (
     check_cursor,
@@ -32,7 +39,6 @@ from ...bus.listing import (
 )
 from ...bus.models import Event, Intent, Page, ProtocolInfo, StatePatch
 from ...bus.ops import Call, Ops, new_intent_id
-from ...bus.pointer import pointer
 from ...bus.registry import default_registry
 from .._errors import translate
 from .runner import ScriptRunner
@@ -160,7 +166,7 @@ class Client:
             depends_on=depends_on,
         )
         reply = self._run(call)
-        return decode_intent(reply[1:], new_id)
+        return decode_intent(reply[1], new_id)
 
     def get_intent(self, intent_id: str) -> Intent:
         return decode_intent(self._run(self._ops.get_intent(intent_id)), intent_id)
@@ -201,7 +207,7 @@ class Client:
                 position = member
                 if isinstance(reply, Exception):
                     raise reply
-                if not reply[0]:
+                if reply is None:
                     continue
                 intent = decode_intent(reply, intent_id)
                 if query.keep(intent):
@@ -217,10 +223,8 @@ class Client:
         self, intent_id: str, version: int | None, state_patch: Mapping[str, Any]
     ) -> Intent:
         """Set top-level keys of the state (the reference SDK's convenience form)."""
-        if not isinstance(state_patch, Mapping) or not state_patch:
-            raise ValidationError("state_patch must be a non-empty mapping", field="state_patch")
-        patches = [StatePatch("set", pointer(str(k)), v) for k, v in state_patch.items()]
-        return self.patch_state(intent_id, version, patches)
+        call = self._ops.patch_state(intent_id, version, encode_sets(state_patch))
+        return decode_intent(self._run(call), intent_id)
 
     def patch_state(
         self,
