@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import NotFoundError, PayloadTooLargeError, ValidationError
+from .errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
 from .limits import STATE_BYTES
 from .models import Event, Intent, StatePatch
 from .pointer import parse
@@ -115,11 +115,19 @@ def decode_intent(reply: str | None, intent_id: str) -> Intent:
     or nil when the intent does not exist."""
     if reply is None:
         raise NotFoundError(f"intent {intent_id} does not exist", resource="intent", id=intent_id)
-    return _intent_decoder.decode(reply)
+    try:
+        return _intent_decoder.decode(reply)
+    except msgspec.MsgspecError as exc:
+        raise BusError(
+            f"intent {intent_id} is stored in a form this SDK cannot read: {exc}"
+        ) from exc
 
 
 def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Event:
-    payload = _decoder.decode(fields["p"])
+    try:
+        payload = _decoder.decode(fields["p"])
+    except msgspec.DecodeError:
+        payload = {"raw": fields["p"]}  # written around the scripts; show it, never fail
     return Event(
         id=entry_id,
         intent_id=intent_id,
