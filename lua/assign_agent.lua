@@ -23,8 +23,9 @@ Events: agent_assigned
 ]]
 -- @include "fail"
 -- @include "now_us"
+-- @include "iso_time"
 -- @include "limits"
--- @include "statuses"
+-- @include "terminal"
 -- @include "open_intent"
 -- @include "emit"
 -- @include "snapshot"
@@ -55,7 +56,7 @@ agents[#agents + 1] = agent
 
 local at = now_us()
 local version = tonumber(cur[1]) + 1
-rcall("HSET", ik, "agents", cjson.encode(agents), "version", version, "updated_at", int(at))
+rcall("HSET", ik, "agents", cjson.encode(agents), "version", version, "updated_at", iso_time(at))
 emit(ik, ek, bk, id, "agent_assigned", actor,
   '{"agent_id":' .. cjson.encode(agent) .. ',"version":' .. version .. "}", at)
 return snapshot(ik, sk)

@@ -33,8 +33,8 @@ Events: intent_created
 ]]
 -- @include "fail"
 -- @include "now_us"
+-- @include "iso_time"
 -- @include "limits"
--- @include "statuses"
 -- @include "validate"
 -- @include "json_text"
 -- @include "emit"
@@ -139,7 +139,8 @@ local at = now_us()
 local deps_json = "[]"
 if #deps > 0 then deps_json = cjson.encode(deps) end
 local fields = {"id", id, "title", spec.title, "created_by", spec.created_by, "status", status,
-  "constraints", constraints, "version", 1, "created_at", int(at), "updated_at", int(at),
+  "constraints", constraints, "version", 1, "created_us", int(at), "created_at", iso_time(at),
+  "updated_at", iso_time(at),
   "depends_on", deps_json, "agents", "[]", "seq", 0, "ssize", size, "digest", digest}
 if description ~= nil then
   fields[#fields + 1] = "description"

@@ -26,8 +26,9 @@ Events: state_patched
 ]]
 -- @include "fail"
 -- @include "now_us"
+-- @include "iso_time"
 -- @include "limits"
--- @include "statuses"
+-- @include "terminal"
 -- @include "open_intent"
 -- @include "json_patch"
 -- @include "emit"
@@ -108,7 +109,7 @@ for n = 1, #order do
   if work[top] == false then rcall("HDEL", sk, top) else rcall("HSET", sk, top, work[top]) end
 end
 version = version + 1
-rcall("HSET", ik, "version", version, "updated_at", int(at), "ssize", size)
+rcall("HSET", ik, "version", version, "updated_at", iso_time(at), "ssize", size)
 emit(ik, ek, bk, id, "state_patched", actor,
   '{"patches":[' .. table.concat(audit, ",") .. '],"version":' .. version .. "}", at)
 return snapshot(ik, sk)

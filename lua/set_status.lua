@@ -27,6 +27,7 @@ Events: status_changed
 ]]
 -- @include "fail"
 -- @include "now_us"
+-- @include "iso_time"
 -- @include "limits"
 -- @include "statuses"
 -- @include "open_intent"
@@ -54,7 +55,7 @@ if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
 end
-local cur, err = open_intent(ik, id, {"status", "created_at"})
+local cur, err = open_intent(ik, id, {"status", "created_us"})
 if cur == nil then return err end
 local version, from = tonumber(cur[1]), cur[2]
 if expected ~= "" and tonumber(expected) ~= version then
@@ -71,7 +72,7 @@ local member = string.format("%016.0f", tonumber(cur[3])) .. ":" .. id
 rcall("ZREM", KEYS[4 + status_index(from)], member)
 rcall("ZADD", KEYS[4 + to_index], 0, member)
 version = version + 1
-rcall("HSET", ik, "status", to, "version", version, "updated_at", int(at))
+rcall("HSET", ik, "status", to, "version", version, "updated_at", iso_time(at))
 local payload = '{"from":"' .. from .. '","to":"' .. to .. '","version":' .. version
 if reason ~= "" then payload = payload .. ',"reason":' .. cjson.encode(reason) end
 emit(ik, ek, bk, id, "status_changed", actor, payload .. "}", at)

@@ -23,6 +23,7 @@ Events: agent_unassigned
 ]]
 -- @include "fail"
 -- @include "now_us"
+-- @include "iso_time"
 -- @include "open_intent"
 -- @include "emit"
 -- @include "snapshot"
@@ -48,7 +49,7 @@ local at = now_us()
 local version = tonumber(cur[1]) + 1
 local encoded = "[]"
 if #kept > 0 then encoded = cjson.encode(kept) end
-rcall("HSET", ik, "agents", encoded, "version", version, "updated_at", int(at))
+rcall("HSET", ik, "agents", encoded, "version", version, "updated_at", iso_time(at))
 emit(ik, ek, bk, id, "agent_unassigned", actor,
   '{"agent_id":' .. cjson.encode(agent) .. ',"version":' .. version .. "}", at)
 return snapshot(ik, sk)

@@ -61,22 +61,26 @@ end
 -- structure characters and numbers in JSON's own grammar.
 local function js_valid(text)
   if type(text) ~= "string" or #text == 0 then return false end
-  local ok = pcall(cjson.decode, text)
-  if not ok then return false end
-  local parts, i = {}, 1
-  while i <= #text do
-    local q = string.find(text, '"', i, true)
-    if not q then
-      parts[#parts + 1] = string.sub(text, i)
-      break
+  if not pcall(cjson.decode, text) then return false end
+  local bare = text
+  if string.find(text, '"', 1, true) then
+    local parts, i = {}, 1
+    while i <= #text do
+      local q = string.find(text, '"', i, true)
+      if not q then
+        parts[#parts + 1] = string.sub(text, i)
+        break
+      end
+      parts[#parts + 1] = string.sub(text, i, q - 1)
+      i = js_skip_string(text, q)
     end
-    parts[#parts + 1] = string.sub(text, i, q - 1)
-    i = js_skip_string(text, q)
+    bare = table.concat(parts, " ")
   end
-  local bare = table.concat(parts, " ")
-  bare = string.gsub(bare, "%f[%a]true%f[%A]", "")
-  bare = string.gsub(bare, "%f[%a]false%f[%A]", "")
-  bare = string.gsub(bare, "%f[%a]null%f[%A]", "")
+  if string.find(bare, "[a-df-zA-DF-Z]") then
+    bare = string.gsub(bare, "%f[%a]true%f[%A]", "")
+    bare = string.gsub(bare, "%f[%a]false%f[%A]", "")
+    bare = string.gsub(bare, "%f[%a]null%f[%A]", "")
+  end
   if string.find(bare, "[^%d%.eE%+%-,:%[%]{} \t\r\n]") then return false end
   for token in string.gmatch(bare, "[%d%.eE%+%-]+") do
     if not js_number(token) then return false end

@@ -1,4 +1,3 @@
--- @include "iso_time"
 -- snapshot(ik, sk): the intent as one JSON document (the reply every intent-returning
 -- script shares), or false when it does not exist. Built here because the stored JSON
 -- fields (constraints, state values, depends_on, agents) are already JSON text: the
@@ -16,8 +15,8 @@ local function snapshot(ik, sk)
   out[#out + 1] = ',"created_by":' .. cjson.encode(f[4]) .. ',"status":"' .. f[5]
     .. '","constraints":' .. f[6]
   if f[7] then out[#out + 1] = ',"confidence":' .. f[7] end
-  out[#out + 1] = ',"version":' .. f[8] .. ',"created_at":"' .. iso_time(tonumber(f[9]))
-    .. '","updated_at":"' .. iso_time(tonumber(f[10])) .. '"'
+  out[#out + 1] = ',"version":' .. f[8] .. ',"created_at":"' .. f[9]
+    .. '","updated_at":"' .. f[10] .. '"'
   if f[11] then out[#out + 1] = ',"parent_intent_id":' .. cjson.encode(f[11]) end
   out[#out + 1] = ',"depends_on":' .. f[12] .. ',"assigned_agents":' .. f[13] .. ',"state":{'
   local s = redis.call("HGETALL", sk)

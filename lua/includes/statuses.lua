@@ -1,3 +1,4 @@
+-- @include "terminal"
 -- The lifecycle of RFC-0001/0002 (+ suspended_awaiting_input). Mirrors bus/statuses.py;
 -- a test checks that both tables are the same. Terminal statuses have no exits.
 local STATUSES = {"draft", "active", "blocked", "suspended_awaiting_input", "completed", "abandoned"}
@@ -9,7 +10,6 @@ local TRANSITIONS = {
   completed = {},
   abandoned = {},
 }
-local TERMINAL = {completed = true, abandoned = true}
 
 local function status_index(name)
   for i = 1, #STATUSES do
