@@ -53,6 +53,13 @@ def test_json_validity_check(raw_redis: redis.Redis) -> None:
         '"true false"',
         "-0.5E+10",
         "[0,10,1e5,-1.25e-3]",
+        "-5",
+        "0",
+        "-0",
+        "null",
+        '"plain"',
+        '"\u00fc as \xfc"',
+        '"a\\nb"',
     ]
     bad = [
         "NaN",
@@ -72,6 +79,10 @@ def test_json_validity_check(raw_redis: redis.Redis) -> None:
         "-",
         "1e+",
         "[--1]",
+        "-01",
+        "00",
+        '"a\x01b"',
+        '"a\\"',
     ]
     assert _eval(raw_redis, body, *good) == [1] * len(good)
     assert _eval(raw_redis, body, *bad) == [0] * len(bad)

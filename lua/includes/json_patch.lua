@@ -8,6 +8,7 @@ local function parse_pointer(path)
   if type(path) ~= "string" or string.sub(path, 1, 1) ~= "/" then
     return nil, "a path is a JSON pointer starting with '/'"
   end
+  if not string.find(path, "[/~]", 2) then return {string.sub(path, 2)} end
   if string.find(path, "~[^01]") or string.sub(path, -1) == "~" then
     return nil, "'~' in a path must be written ~0 (for ~) or ~1 (for /)"
   end

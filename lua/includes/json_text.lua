@@ -61,6 +61,11 @@ end
 -- structure characters and numbers in JSON's own grammar.
 local function js_valid(text)
   if type(text) ~= "string" or #text == 0 then return false end
+  -- fast paths for the common scalars: an integer, a string with nothing to unescape
+  if string.find(text, "^%-?[1-9]%d*$") or text == "0" or text == "true" or text == "false"
+      or text == "null" or string.find(text, '^"[^"\\%z\1-\31]*"$') then
+    return true
+  end
   if not pcall(cjson.decode, text) then return false end
   local bare = text
   if string.find(text, '"', 1, true) then
@@ -73,6 +78,8 @@ local function js_valid(text)
       end
       parts[#parts + 1] = string.sub(text, i, q - 1)
       i = js_skip_string(text, q)
+      -- JSON strings hold no raw control characters (cjson lets them through)
+      if string.find(string.sub(text, q, i - 1), "[%z\1-\31]") then return false end
     end
     bare = table.concat(parts, " ")
   end
