@@ -15,7 +15,8 @@ ARGV:
   [3] value   its new JSON text (trusted, not checked)
   [4] actor   who patches
 
-Returns: {intent hash (flat), state hash (flat)}, the shape patch_state returns.
+Returns: {intent hash (flat), state hash (flat)}: the same reads patch_state makes, sent raw
+(patch_state turns them into one JSON document; that work is part of its measured cost).
 
 Redis calls, in patch_state's order: HMGET version/status/ssize, HGET the state field,
 TIME, HSET the state field, HSET version/updated_at/ssize, HINCRBY seq, XADD the event

@@ -18,6 +18,7 @@ import os
 import platform
 import secrets
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,7 +105,8 @@ class Figure:
     @classmethod
     def of(cls, op: str, mode: str, samples: list[Sample]) -> Figure:
         return cls(
-            op=op, mode=mode,
+            op=op,
+            mode=mode,
             ops_per_s=median(s.ops_per_s for s in samples),
             p50_us=median(s.p50_us for s in samples),
             p99_us=median(s.p99_us for s in samples),
@@ -199,8 +201,10 @@ class Workload:
             fields["id"] = bid
             fields["seq"] = "0"  # its stream starts empty: seq counts what the baseline adds
             keys = (
-                f"{self.base_tag}:i:{bid}", f"{self.base_tag}:s:{bid}",
-                f"{self.base_tag}:e:{bid}", f"{self.base_tag}:bus",
+                f"{self.base_tag}:i:{bid}",
+                f"{self.base_tag}:s:{bid}",
+                f"{self.base_tag}:e:{bid}",
+                f"{self.base_tag}:bus",
             )
             r.hset(keys[0], mapping=fields)
             r.hset(keys[1], FIELD, "0")
@@ -242,8 +246,11 @@ class Workload:
             return c.log_event(intents[k], EVENT_TYPE, {"n": i})
 
         return {
-            "baseline": baseline, "create_intent": create_intent,
-            "update_state": update_state, "get_intent": get_intent, "log_event": log_event,
+            "baseline": baseline,
+            "create_intent": create_intent,
+            "update_state": update_state,
+            "get_intent": get_intent,
+            "log_event": log_event,
         }
 
     # async -----------------------------------------------------------------------------
@@ -270,8 +277,11 @@ class Workload:
             return await c.log_event(intents[k], EVENT_TYPE, {"n": i})
 
         return {
-            "baseline": baseline, "create_intent": create_intent,
-            "update_state": update_state, "get_intent": get_intent, "log_event": log_event,
+            "baseline": baseline,
+            "create_intent": create_intent,
+            "update_state": update_state,
+            "get_intent": get_intent,
+            "log_event": log_event,
         }
 
     def evalsha_stats(self) -> tuple[int, int]:
@@ -354,6 +364,27 @@ def server_version(r: redis.Redis) -> str:
     return f"{name} {info.get('redis_version', '?')}"
 
 
+def git_commit() -> str:
+    """The commit measured, with "+dirty" when oibus's files differ from it."""
+    root = str(HERE.parent)
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", ".", ":!bench"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
 def version_of(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -362,8 +393,17 @@ def version_of(dist: str) -> str:
 
 
 # -- reporting --------------------------------------------------------------------------
-HEAD = ("operation", "mode", "ops/s", "p50 µs", "p99 µs", "x baseline", "rounds ops/s",
-        "client CPU µs/op", "server µs/op")
+HEAD = (
+    "operation",
+    "mode",
+    "ops/s",
+    "p50 µs",
+    "p99 µs",
+    "x baseline",
+    "rounds ops/s",
+    "client CPU µs/op",
+    "server µs/op",
+)
 
 
 def rows(figures: list[Figure]) -> Iterator[tuple[str, ...]]:
@@ -372,8 +412,17 @@ def rows(figures: list[Figure]) -> Iterator[tuple[str, ...]]:
         if f.op != "baseline" and f.ratio is not None and f.ratio < TARGET:
             ratio += " *"
         spread = f"{min(f.rounds):,.0f}-{max(f.rounds):,.0f}"
-        yield (f.op, f.mode, f"{f.ops_per_s:,.0f}", f"{f.p50_us:.1f}", f"{f.p99_us:.1f}",
-               ratio, spread, f"{f.client_cpu_us:.1f}", f"{f.server_us:.1f}")
+        yield (
+            f.op,
+            f.mode,
+            f"{f.ops_per_s:,.0f}",
+            f"{f.p50_us:.1f}",
+            f"{f.p99_us:.1f}",
+            ratio,
+            spread,
+            f"{f.client_cpu_us:.1f}",
+            f"{f.server_us:.1f}",
+        )
 
 
 def text_table(figures: list[Figure]) -> str:
@@ -382,8 +431,10 @@ def text_table(figures: list[Figure]) -> str:
     right = set(range(2, len(HEAD)))
     out = []
     for n, r in enumerate(table):
-        cells = [v.rjust(w) if c in right else v.ljust(w)
-                 for c, (v, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [
+            v.rjust(w) if c in right else v.ljust(w)
+            for c, (v, w) in enumerate(zip(r, widths, strict=True))
+        ]
         out.append("  ".join(cells))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -408,7 +459,7 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
         f"- server: {facts['server']} ({report['server_kind']})",
         f"- machine: {facts['cpus']} CPUs ({facts['cpu_model']}), {facts['platform']}",
         f"- python {facts['python']}, redis-py {facts['redis_py']}, hiredis {facts['hiredis']}, "
-        f"oibus {facts['oibus']}, event loop: {facts['loop']}",
+        f"oibus {facts['oibus']} ({facts.get('commit', '?')}), event loop: {facts['loop']}",
         f"- load average before: {facts['load_before']}, after: {facts['load_after']}",
         f"- {report['rounds']} rounds x {report['round_seconds']:.2f} s per figure, "
         f"baseline and oibus interleaved; each number is the median over the rounds",
@@ -430,7 +481,10 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
         "state key); `update_state` sets one top-level key with the version from the previous "
         "reply; `get_intent` reads one intent; `log_event` appends a custom event with a "
         "one-key payload.",
-        "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode. The target is "
+        "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode, taken per round "
+        "(the baseline ran in the same round, seconds apart) and then the median over the "
+        "rounds, so it can differ a little from the ratio of the two ops/s columns. The "
+        "target is "
         f"≥ {TARGET} for each single-call figure (a benchmark target, not a test); `*` marks "
         "a figure under it. `create_intent` does more Redis work than the baseline (three "
         "index ZADDs, a bigger event), `get_intent` much less, so those two ratios are not "
@@ -446,10 +500,16 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
     if report.get("sanity"):
         lines += ["", "**Sanity problems:** " + "; ".join(report["sanity"])]
     if previous is not None:
-        lines += ["", "## Ratios across runs", "",
-                  f"Earlier run: {previous['date']}, `{previous['command']}`, "
-                  f"load {previous['facts']['load_before']} → {previous['facts']['load_after']}.",
-                  "", "| operation | mode | earlier run | this run |", "|---|---|---:|---:|"]
+        lines += [
+            "",
+            "## Ratios across runs",
+            "",
+            f"Earlier run: {previous['date']}, `{previous['command']}`, "
+            f"load {previous['facts']['load_before']} → {previous['facts']['load_after']}.",
+            "",
+            "| operation | mode | earlier run | this run |",
+            "|---|---|---:|---:|",
+        ]
         before = {(f["op"], f["mode"]): f for f in previous["figures"]}
         for f in figures:
             p = before.get((f.op, f.mode))
@@ -466,17 +526,24 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n")[0])
     p.add_argument("--redis-url", help="benchmark this server (default: start an embedded one)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="measured seconds per figure, split over the rounds (default 5)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
-    p.add_argument("--smoke", action="store_true",
-                   help="every figure for ~0.2 s in one round: proves the harness works")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="measured seconds per figure, split over the rounds (default 5)",
+    )
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every figure for ~0.2 s in one round: proves the harness works",
+    )
     p.add_argument("--out", help="write the results as Markdown here (e.g. bench/RESULTS.md)")
     p.add_argument("--json", help="also write the raw results as JSON here")
     p.add_argument("--compare", help="a --json file of an earlier run to list ratios beside")
     args = p.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if args.smoke else 5
+        args.rounds = 1 if args.smoke else 10
     if args.seconds is None:
         args.seconds = 0.2 if args.smoke else 5.0
     if args.rounds < 1 or args.seconds <= 0:
@@ -485,12 +552,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def command_line(argv: list[str] | None) -> str:
-    args = sys.argv[1:] if argv is None else argv
-    return shlex.join(["python", "-m", "bench.core", *args])
+    if argv is None:
+        return shlex.join(sys.orig_argv)  # exactly as typed: interpreter, -m, arguments
+    return shlex.join(["python", "-m", "bench.core", *argv])
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None, kind: str,
-        command: str) -> dict[str, Any]:
+def run(
+    args: argparse.Namespace, url: str, server_pid: int | None, kind: str, command: str
+) -> dict[str, Any]:
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     placement = place(server_pid)
     round_s = args.seconds / args.rounds
@@ -499,20 +568,33 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, kind: str,
 
     work = Workload(url)
     facts = {
-        "cpus": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
-        "server": server_version(work.sync_redis), "python": platform.python_version(),
-        "redis_py": version_of("redis"), "hiredis": version_of("hiredis"),
-        "oibus": oibus.__version__, "loop": loop_name, "load_before": load_before,
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "server": server_version(work.sync_redis),
+        "python": platform.python_version(),
+        "redis_py": version_of("redis"),
+        "hiredis": version_of("hiredis"),
+        "oibus": oibus.__version__,
+        "commit": git_commit(),
+        "loop": loop_name,
+        "load_before": load_before,
     }
     print(f"command:   {command}")
     print(f"placement: {placement}")
     print(f"server:    {facts['server']} at {url} ({kind})")
-    print(f"machine:   {facts['cpus']} CPUs ({facts['cpu_model']}); python {facts['python']}; "
-          f"redis-py {facts['redis_py']}; hiredis {facts['hiredis']}; loop: {loop_name}")
+    print(
+        f"machine:   {facts['cpus']} CPUs ({facts['cpu_model']}); python {facts['python']}; "
+        f"redis-py {facts['redis_py']}; hiredis {facts['hiredis']}; loop: {loop_name}"
+    )
+    print(f"oibus:     {facts['oibus']} at commit {facts['commit']}")
     print(f"load avg:  {load_before}")
     print(f"namespace: {work.namespace} (oibus), {work.base_tag} (baseline)")
-    print(f"plan:      {len(OPS) * len(MODES)} figures x {args.rounds} rounds x {round_s:.2f} s "
-          f"(+{warm_s:.2f} s warm-up each)", flush=True)
+    print(
+        f"plan:      {len(OPS) * len(MODES)} figures x {args.rounds} rounds x {round_s:.2f} s "
+        f"(+{warm_s:.2f} s warm-up each)",
+        flush=True,
+    )
 
     samples: dict[tuple[str, str], list[Sample]] = {(o, m): [] for m in MODES for o in OPS}
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
@@ -563,7 +645,12 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, kind: str,
         figures.append(base)
         for op in OPS[1:]:
             f = Figure.of(op, mode, samples[op, mode])
-            f.ratio = f.ops_per_s / base.ops_per_s if base.ops_per_s else 0.0
+            # paired: each round's figure over the same round's baseline, then the median,
+            # so a burst of background load that slows one round cancels out
+            f.ratio = median(
+                o.ops_per_s / b.ops_per_s if b.ops_per_s else 0.0
+                for o, b in zip(samples[op, mode], samples["baseline", mode], strict=True)
+            )
             figures.append(f)
     facts["load_after"] = tuple(round(x, 2) for x in os.getloadavg())
     print()
@@ -573,9 +660,15 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None, kind: str,
     print(f"sanity: {'ok' if not problems else '; '.join(problems)}")
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "command": command, "placement": placement, "server_kind": kind, "url": url,
-        "rounds": args.rounds, "round_seconds": round_s, "facts": facts,
-        "sanity": problems, "figures": [asdict(f) for f in figures],
+        "command": command,
+        "placement": placement,
+        "server_kind": kind,
+        "url": url,
+        "rounds": args.rounds,
+        "round_seconds": round_s,
+        "facts": facts,
+        "sanity": problems,
+        "figures": [asdict(f) for f in figures],
     }
 
 

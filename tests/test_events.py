@@ -167,11 +167,14 @@ def test_paging_under_concurrent_appends(client: Client, backend: str) -> None:
     assert seen == list(range(1, total + 2))
 
 
-def test_events_written_around_the_scripts_still_read(client: Client,
-                                                      raw_redis: redis.Redis) -> None:
+def test_events_written_around_the_scripts_still_read(
+    client: Client, raw_redis: redis.Redis
+) -> None:
     intent = client.create_intent("t")
-    raw_redis.xadd(client.keyspace.events(intent.id),
-                   {"s": 2, "t": "from.elsewhere", "a": "x", "p": "not json", "at": 0})
+    raw_redis.xadd(
+        client.keyspace.events(intent.id),
+        {"s": 2, "t": "from.elsewhere", "a": "x", "p": "not json", "at": 0},
+    )
     last = client.get_events(intent.id)[-1]
     assert last.event_type == "from.elsewhere"
     assert last.payload == {"raw": "not json"}
