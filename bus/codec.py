@@ -3,6 +3,7 @@ sync and async clients, so both read the same bytes the same way."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from .pointer import parse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -26,17 +28,31 @@ def to_datetime(micros: str | int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
 
 
-def to_micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValidationError("datetimes must be timezone-aware", field="since")
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+def to_micros(moment: object, field: str = "since") -> int:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValidationError(f"{field} must be a timezone-aware datetime", field=field)
+    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    if micros < 0:
+        raise ValidationError(f"{field} must not be before 1970", field=field)
+    return micros
 
 
 def json_text(value: Any, field: str) -> str:
     try:
         return _encoder.encode(value).decode()
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+    except (TypeError, ValueError, msgspec.EncodeError, OverflowError, RecursionError) as exc:
+        # ValueError covers lone surrogates (not UTF-8); RecursionError absurd nesting
         raise ValidationError(f"{field}: value is not JSON-encodable ({exc})", field=field) from exc
+
+
+def canonical_digest(*parts: Any) -> str:
+    """A fingerprint of a request that does not depend on the order of mapping keys, so a
+    retried create with the same content is recognised as the same create."""
+    try:
+        raw = _sorted_encoder.encode(parts)
+    except (TypeError, ValueError, msgspec.EncodeError, RecursionError) as exc:
+        raise ValidationError(f"request is not JSON-encodable ({exc})") from exc
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
@@ -72,7 +88,7 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
             limit=STATE_BYTES,
             size=total,
         )
-    return _encoder.encode(packed).decode()
+    return json_text(packed, "patches")
 
 
 def encode_sets(state: Mapping[str, Any]) -> str:
@@ -95,7 +111,7 @@ def encode_sets(state: Mapping[str, Any]) -> str:
             limit=STATE_BYTES,
             size=total,
         )
-    return _encoder.encode(packed).decode()
+    return json_text(packed, "state_patch")
 
 
 def encode_state_pairs(state: Mapping[str, Any]) -> str:
@@ -104,7 +120,7 @@ def encode_state_pairs(state: Mapping[str, Any]) -> str:
         if not isinstance(key, str):
             raise ValidationError("state keys must be strings", field="state")
         pairs.append([key, json_text(value, f"state[{key!r}]")])
-    return _encoder.encode(pairs).decode()
+    return json_text(pairs, "state")
 
 
 _intent_decoder = msgspec.json.Decoder(Intent)
@@ -117,25 +133,31 @@ def decode_intent(reply: str | None, intent_id: str) -> Intent:
         raise NotFoundError(f"intent {intent_id} does not exist", resource="intent", id=intent_id)
     try:
         return _intent_decoder.decode(reply)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:
         raise BusError(
             f"intent {intent_id} is stored in a form this SDK cannot read: {exc}"
         ) from exc
 
 
 def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Event:
+    """Entries written around the scripts (missing or malformed fields) still read: an
+    audit log must be readable whatever was put in it."""
+    raw = fields.get("p", "{}")
     try:
-        payload = _decoder.decode(fields["p"])
-    except msgspec.DecodeError:
-        payload = {"raw": fields["p"]}  # written around the scripts; show it, never fail
+        payload = _decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        payload = {"raw": raw}
+    seq, at = fields.get("s", "0"), fields.get("at", "")
     return Event(
         id=entry_id,
         intent_id=intent_id,
-        seq=int(fields["s"]),
-        event_type=fields["t"],
-        actor=fields["a"],
+        seq=int(seq) if seq.isdigit() else 0,
+        event_type=fields.get("t", "unknown"),
+        actor=fields.get("a", ""),
         payload=payload if isinstance(payload, dict) else {"value": payload},
-        created_at=to_datetime(fields["at"]),
+        created_at=to_datetime(at)
+        if at.isdigit()
+        else to_datetime(int(entry_id.split("-", maxsplit=1)[0]) * 1000),
     )
 
 

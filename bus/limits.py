@@ -14,6 +14,10 @@ TITLE_BYTES: Final = 1024
 TEXT_BYTES: Final = 65_536
 AGENTS: Final = 64
 DEPENDS_ON: Final = 256
+JSON_DEPTH: Final = 64
+"""Deepest nesting of a stored JSON value, counting the path it is stored at."""
+BATCH: Final = 1000
+"""Most fields one script command writes at once."""
 PAGE_MAX: Final = 1000
 """Largest page a list call returns."""
 FILTER_SCAN: Final = 10_000

@@ -89,6 +89,8 @@ def event_bounds(*, since: datetime | None, after: str | None, reverse: bool) ->
     """XRANGE bounds (low, high) for a page of events. ``after`` is the last event id of the
     previous page (exclusive); ``since`` is a time lower bound (inclusive)."""
     if after is not None:
+        if not isinstance(after, str):
+            raise ValidationError("after must be an event id like '1700000000000-0'", field="after")
         parts = after.split("-")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise ValidationError("after must be an event id like '1700000000000-0'", field="after")

@@ -4,14 +4,13 @@ two flavours cannot disagree about what an operation sends."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import limits
-from .codec import encode_state_pairs, json_text
+from .codec import canonical_digest, encode_state_pairs, json_text
 from .errors import PayloadTooLargeError, ValidationError
 from .events import RESERVED
 from .keyspace import Keyspace, check_id, group_of
@@ -30,12 +29,16 @@ class Call:
 def _text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value):
         raise ValidationError(f"{field} must be a non-empty string", field=field)
-    if len(value.encode()) > max_bytes:
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field} is not valid text (lone surrogate)", field=field) from None
+    if size > max_bytes:
         raise PayloadTooLargeError(
             f"{field} is over {max_bytes} bytes",
             field=field,
             limit=max_bytes,
-            size=len(value.encode()),
+            size=size,
         )
     return value
 
@@ -119,6 +122,10 @@ class Ops:
             raise ValidationError("constraints must be a mapping", field="constraints")
         if state is not None and not isinstance(state, Mapping):
             raise ValidationError("state must be a mapping", field="state")
+        if depends_on is not None and (
+            isinstance(depends_on, str) or not isinstance(depends_on, Sequence)
+        ):
+            raise ValidationError("depends_on must be a list of intent ids", field="depends_on")
         deps = list(depends_on or ())
         if len(deps) > limits.DEPENDS_ON:
             raise ValidationError(
@@ -147,9 +154,7 @@ class Ops:
         spec_text = json_text(spec, "spec")
         constraints_text = json_text(dict(constraints or {}), "constraints")
         state_text = encode_state_pairs(state or {})
-        digest = hashlib.blake2b(
-            "\x00".join((spec_text, constraints_text, state_text)).encode(), digest_size=16
-        ).hexdigest()
+        digest = canonical_digest(spec, dict(constraints or {}), dict(state or {}))
         p = ks.partition(intent_id)
         keys = [
             *self._intent_keys(intent_id),

@@ -45,6 +45,9 @@ local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ix_all, ix_status, ix_creator, ix_parent = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, digest, actor = ARGV[1], ARGV[5], ARGV[6]
 
+if not is_text(actor, 256) then
+  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
+end
 if not is_id(id) or not key_ends(ik, ":i:" .. id) then
   return fail("INVALID", "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -", {field = "id"})
 end
@@ -63,13 +66,17 @@ if not is_text(spec.title, LIMIT_TITLE_BYTES) then
     .. LIMIT_TITLE_BYTES .. " bytes", {field = "title"})
 end
 local description = spec.description
-if description ~= nil and not (type(description) == "string" and #description <= LIMIT_TEXT_BYTES) then
+if description ~= nil and not (type(description) == "string" and #description <= LIMIT_TEXT_BYTES
+    and is_utf8(description)) then
   return fail("INVALID", "description must be a string of at most "
     .. LIMIT_TEXT_BYTES .. " bytes", {field = "description"})
 end
 if not is_text(spec.created_by, 256) then
   return fail("INVALID", "created_by must be a non-empty string of at most 256 bytes",
     {field = "created_by"})
+end
+if not key_ends(ix_creator, ":x:c:" .. key_segment(spec.created_by)) then
+  return fail("INVALID", "creator index key does not match created_by", {field = "created_by"})
 end
 local status = spec.status
 if status ~= "draft" and status ~= "active" then
@@ -119,7 +126,7 @@ end
 local flat, size, seen, state_items = {}, 0, {}, {}
 for n = 1, #pairs_ do
   local key, text = pairs_[n][1], pairs_[n][2]
-  if type(key) ~= "string" or seen[key] or not js_valid(text) then
+  if type(key) ~= "string" or seen[key] or not is_utf8(key) or not js_valid(text) then
     return fail("INVALID", "state entry " .. n .. " is not a unique key with a JSON value",
       {field = "state"})
   end
@@ -155,7 +162,10 @@ if parent ~= nil then
   fields[#fields + 1] = parent
 end
 rcall("HSET", ik, unpack(fields))
-if #flat > 0 then rcall("HSET", sk, unpack(flat)) end
+-- in batches: Lua's unpack() has a limit, and a failure here would leave half an intent
+for first = 1, #flat, 2 * LIMIT_BATCH do
+  rcall("HSET", sk, unpack(flat, first, math.min(first + 2 * LIMIT_BATCH - 1, #flat)))
+end
 
 local member = string.format("%016.0f", at) .. ":" .. id
 rcall("ZADD", ix_all, 0, member)

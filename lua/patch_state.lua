@@ -37,6 +37,9 @@ Events: state_patched
 local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, actor = ARGV[1], ARGV[2], ARGV[4]
+if not is_text(actor, 256) then
+  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
+end
 
 local cur, err = open_intent(ik, id, {"status", "ssize"})
 if cur == nil then return err end
@@ -76,8 +79,11 @@ for n = 1, #ops do
       return fail("TOO_LARGE", field .. ": value is over " .. LIMIT_STATE_BYTES .. " bytes",
         {field = field, limit = LIMIT_STATE_BYTES})
     end
-    if not js_valid(value) then
-      return fail("INVALID", field .. ": value is not JSON", {field = field})
+    local room = LIMIT_JSON_DEPTH - (#tokens - 1)
+    if op == "append" then room = room - 1 end
+    if not js_valid(value, room) then
+      return fail("INVALID", field .. ": value is not JSON, or nests deeper than "
+        .. LIMIT_JSON_DEPTH .. " levels with its path", {field = field})
     end
   end
   local top = tokens[1]

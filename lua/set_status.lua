@@ -37,6 +37,9 @@ Events: status_changed
 local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, to, reason, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if not is_text(actor, 256) then
+  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
+end
 
 local to_index = status_index(to)
 if to_index == nil then
@@ -50,6 +53,9 @@ for n = 1, #STATUSES do
   if not key_ends(KEYS[4 + n], ":x:s:" .. STATUSES[n]) then
     return fail("INVALID", "status index keys are out of order", {field = "keys"})
   end
+end
+if not is_utf8(reason) then
+  return fail("INVALID", "reason must be UTF-8 text", {field = "reason"})
 end
 if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",

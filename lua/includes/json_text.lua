@@ -1,3 +1,5 @@
+-- @include "limits"
+-- @include "validate"
 -- JSON text helpers that work on the text itself, so that everything a patch does not
 -- touch is kept byte for byte. (Redis' cjson would turn [] into {} and round numbers
 -- to 14 digits on a decode/encode trip.) Positions are 1-based byte offsets.
@@ -52,21 +54,38 @@ local function js_number(t)
     rest = string.match(rest, "^%.%d+(.*)$")
     if rest == nil then return false end
   end
-  return rest == "" or string.match(rest, "^[eE][%+%-]?%d+$") ~= nil
+  if rest ~= "" and string.match(rest, "^[eE][%+%-]?%d+$") == nil then return false end
+  local n = tonumber(t)
+  return n ~= nil and n > -math.huge and n < math.huge  -- 1e400 reads as infinity
+end
+
+-- js_depth(bare): nesting depth of JSON text whose strings are already blanked out
+local function js_depth(bare)
+  local depth, deepest = 0, 0
+  for c in string.gmatch(bare, "[%[%]{}]") do
+    if c == "[" or c == "{" then
+      depth = depth + 1
+      if depth > deepest then deepest = depth end
+    else
+      depth = depth - 1
+    end
+  end
+  return deepest
 end
 
 -- js_valid(text): true when text is one well-formed JSON value. cjson alone would
 -- also accept NaN, Infinity and hex numbers, which no JSON reader takes back, so
 -- after it parses, the text outside strings may hold only the three literals,
 -- structure characters and numbers in JSON's own grammar.
-local function js_valid(text)
+local function js_valid(text, max_depth)
   if type(text) ~= "string" or #text == 0 then return false end
   -- fast paths for the common scalars: an integer, a string with nothing to unescape
-  if string.find(text, "^%-?[1-9]%d*$") or text == "0" or text == "true" or text == "false"
-      or text == "null" or string.find(text, '^"[^"\\%z\1-\31]*"$') then
+  if (string.find(text, "^%-?[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") or text == "0"
+      or text == "true" or text == "false" or text == "null"
+      or string.find(text, '^"[^"\\%z\1-\31\128-\255]*"$')) then
     return true
   end
-  if not pcall(cjson.decode, text) then return false end
+  if not is_utf8(text) or not pcall(cjson.decode, text) then return false end
   local bare = text
   if string.find(text, '"', 1, true) then
     local parts, i = {}, 1
@@ -92,7 +111,7 @@ local function js_valid(text)
   for token in string.gmatch(bare, "[%d%.eE%+%-]+") do
     if not js_number(token) then return false end
   end
-  return true
+  return js_depth(bare) <= (max_depth or LIMIT_JSON_DEPTH)
 end
 
 local function js_kind(text)

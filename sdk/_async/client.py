@@ -25,6 +25,7 @@ from ...bus.codec import (
     encode_sets,
     index_member_id,
     to_datetime,
+    to_micros,
 )
 from ...bus.discovery import protocol_info
 from ...bus.errors import ConfigurationError, NotFoundError
@@ -285,6 +286,8 @@ class AsyncClient:
         check_id(intent_id)
         check_limit(limit)
         low, high = event_bounds(since=since, after=after, reverse=reverse)
+        # stream ids carry milliseconds; the exact bound is the event's own microseconds
+        since_us = None if since is None else to_micros(since)
         key = self.keyspace.events(intent_id)
         wanted = None if event_type is None else str(event_type)
         batch = limit if wanted is None else max(limit, 200)
@@ -301,7 +304,9 @@ class AsyncClient:
                 raise translate(exc) from exc
             for entry_id, fields in entries:
                 scanned += 1
-                if wanted is None or fields["t"] == wanted:
+                if since_us is not None and int(fields.get("at") or 0) < since_us:
+                    continue
+                if wanted is None or fields.get("t") == wanted:
                     found.append(decode_event(intent_id, entry_id, fields))
                     if len(found) == limit:
                         return Page(found, entry_id)
