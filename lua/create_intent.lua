@@ -143,11 +143,12 @@ end
 
 -- all checks passed: write
 local at = now_us()
+local stamp = iso_time(at)
 local deps_json = "[]"
 if #deps > 0 then deps_json = cjson.encode(deps) end
 local fields = {"id", id, "title", spec.title, "created_by", spec.created_by, "status", status,
-  "constraints", constraints, "version", 1, "created_us", int(at), "created_at", iso_time(at),
-  "updated_at", iso_time(at),
+  "constraints", constraints, "version", 1, "created_us", int(at), "created_at", stamp,
+  "updated_at", stamp,
   "depends_on", deps_json, "agents", "[]", "seq", 0, "ssize", size, "digest", digest}
 if description ~= nil then
   fields[#fields + 1] = "description"
