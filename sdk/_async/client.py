@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from ... import _version
 from ...bus import limits
@@ -28,7 +27,7 @@ from ...bus.codec import (
     to_micros,
 )
 from ...bus.discovery import protocol_info
-from ...bus.errors import ConfigurationError, NotFoundError
+from ...bus.errors import BusError, ConfigurationError, NotFoundError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace, check_id
 from ...bus.listing import (
     check_cursor,
@@ -40,7 +39,6 @@ from ...bus.listing import (
 from ...bus.models import Event, Intent, Page, ProtocolInfo, StatePatch
 from ...bus.ops import Call, Ops, new_intent_id
 from ...bus.registry import default_registry
-from .._errors import translate
 from .runner import AsyncScriptRunner
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -115,11 +113,8 @@ class AsyncClient:
         """The partition count decides where every id lives, so all clients of a namespace
         must agree on it: the first client records it, every later one compares."""
         key = self.keyspace.meta
-        try:
-            await self.redis.hsetnx(key, "partitions", str(self.keyspace.partitions))
-            stored = cast("str | None", await self.redis.hget(key, "partitions"))
-        except Exception as exc:
-            raise translate(exc) from exc
+        await self._runner.command("HSETNX", key, "partitions", str(self.keyspace.partitions))
+        stored = await self._runner.command("HGET", key, "partitions")
         if stored != str(self.keyspace.partitions):
             raise ConfigurationError(
                 f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "
@@ -190,15 +185,12 @@ class AsyncClient:
             await self._check_meta()
         while True:
             high = "+" if position is None else "(" + position
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for p in range(self.keyspace.partitions):
-                        pipe.zrange(
-                            query.index(p), high, "-", desc=True, bylex=True, offset=0, num=batch
-                        )
-                    per_partition = await pipe.execute()
-            except Exception as exc:
-                raise translate(exc) from exc
+            per_partition = await self._runner.commands(
+                [
+                    ("ZRANGE", query.index(p), high, "-", "BYLEX", "REV", "LIMIT", 0, batch)
+                    for p in range(self.keyspace.partitions)
+                ]
+            )
             members = merge_newest(per_partition, batch)
             ids = [index_member_id(m) for m in members]
             replies = await self._runner.call_many([self._ops.get_intent(i) for i in ids])
@@ -294,14 +286,11 @@ class AsyncClient:
         found: list[Event] = []
         scanned = 0
         while True:
-            try:
-                if reverse:
-                    raw = await self.redis.xrevrange(key, high, low, count=batch)
-                else:
-                    raw = await self.redis.xrange(key, low, high, count=batch)
-                entries = cast("list[tuple[str, dict[str, str]]]", raw)
-            except Exception as exc:
-                raise translate(exc) from exc
+            if reverse:
+                raw = await self._runner.command("XREVRANGE", key, high, low, "COUNT", batch)
+            else:
+                raw = await self._runner.command("XRANGE", key, low, high, "COUNT", batch)
+            entries = cast("list[tuple[str, dict[str, str]]]", raw)
             for entry_id, fields in entries:
                 scanned += 1
                 if since_us is not None and int(fields.get("at") or 0) < since_us:
@@ -314,7 +303,7 @@ class AsyncClient:
                 if (
                     not found
                     and after is None
-                    and not await self.redis.exists(self.keyspace.intent(intent_id))
+                    and not await self._runner.command("EXISTS", self.keyspace.intent(intent_id))
                 ):
                     raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
                 return Page(found, None)
@@ -330,19 +319,12 @@ class AsyncClient:
     async def load_scripts(self) -> int:
         """Load every script into the server's cache now (calls would load them on first
         use anyway); returns how many. Useful after a failover or SCRIPT FLUSH."""
-        try:
-            for script in self._runner.registry.values():
-                await self.redis.script_load(script.source)
-        except Exception as exc:
-            raise translate(exc) from exc
-        return len(self._runner.registry)
+        return await self._runner.load_all()
 
     async def discover(self) -> ProtocolInfo:
         """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
         try:
-            info = await self.redis.info("server")
-        except ResponseError:
+            info = await self._runner.command("INFO", "server")
+        except BusError:
             info = {}  # INFO renamed or disabled (managed services): report what we know
-        except Exception as exc:
-            raise translate(exc) from exc
         return protocol_info(self.keyspace, info, _version.__version__)

@@ -1,10 +1,14 @@
-"""Runs script calls: EVALSHA, a reload on NOSCRIPT, error translation, and (in test mode)
-the guard that every call's keys live in one cluster slot."""
+"""Runs commands and script calls: EVALSHA, a reload on NOSCRIPT, error translation, and
+(in test mode) the guard that every call's keys live in one cluster slot.
+
+Everything goes through ``execute_command``: one layer less per call than redis-py's
+command helpers, and one place where redis-py's (version-dependent) typing is bridged.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions as rex
 from redis.asyncio import Redis
@@ -14,6 +18,8 @@ from ...bus.keyspace import key_slot
 from ...bus.ops import Call
 from ...bus.registry import Registry
 from .._errors import translate
+
+Command = Sequence[str | int]
 
 
 def check_one_slot(call: Call) -> None:
@@ -28,16 +34,41 @@ class AsyncScriptRunner:
         self.registry = registry
         self.slot_guard = slot_guard
 
-    async def call(self, call: Call) -> Any:
+    async def _execute(self, *args: str | int) -> Any:
+        # redis-py's typing of execute_command differs between versions and flavours
+        return await cast(Any, self.redis).execute_command(*args)
+
+    async def command(self, *args: str | int) -> Any:
+        """One plain command, its errors translated."""
+        try:
+            return await self._execute(*args)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def commands(self, batch: Sequence[Command]) -> list[Any]:
+        """Plain commands pipelined in one round trip (no transaction)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args in batch:
+                    cast(Any, pipe).execute_command(*args)
+                return list(await pipe.execute())
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def _evalsha(self, call: Call) -> tuple[str | int, ...]:
         script = self.registry[call.script]
         if self.slot_guard:
             check_one_slot(call)
+        return ("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+
+    async def call(self, call: Call) -> Any:
+        args = self._evalsha(call)
         try:
             try:
-                return await self.redis.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+                return await self._execute(*args)
             except rex.NoScriptError:
-                await self.redis.script_load(script.source)
-                return await self.redis.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+                await self._execute("SCRIPT", "LOAD", self.registry[call.script].source)
+                return await self._execute(*args)
         except Exception as exc:
             raise translate(exc, script=True) from exc
 
@@ -45,20 +76,24 @@ class AsyncScriptRunner:
         """Pipelined calls (one round trip); each reply is a value or an exception."""
         if not calls:
             return []
+        batch = [self._evalsha(c) for c in calls]
         try:
-            replies = await self._pipeline(calls)
+            replies = await self._pipeline(batch)
             if any(isinstance(r, rex.NoScriptError) for r in replies):
                 for name in {c.script for c in calls}:
-                    await self.redis.script_load(self.registry[name].source)
-                replies = await self._pipeline(calls)
+                    await self._execute("SCRIPT", "LOAD", self.registry[name].source)
+                replies = await self._pipeline(batch)
         except Exception as exc:
             raise translate(exc) from exc
         return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
 
-    async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+    async def _pipeline(self, batch: Sequence[Command]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                if self.slot_guard:
-                    check_one_slot(call)
-                pipe.evalsha(self.registry[call.script].sha, len(call.keys), *call.keys, *call.args)
+            for args in batch:
+                cast(Any, pipe).execute_command(*args)
             return list(await pipe.execute(raise_on_error=False))
+
+    async def load_all(self) -> int:
+        for script in self.registry.values():
+            await self.command("SCRIPT", "LOAD", script.source)
+        return len(self.registry)

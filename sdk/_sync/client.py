@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from redis import Redis
-from redis.exceptions import ResponseError
 
 from ... import _version
 from ...bus import limits
@@ -29,7 +28,7 @@ from ...bus.codec import (
     to_micros,
 )
 from ...bus.discovery import protocol_info
-from ...bus.errors import ConfigurationError, NotFoundError
+from ...bus.errors import BusError, ConfigurationError, NotFoundError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace, check_id
 from ...bus.listing import (
     check_cursor,
@@ -41,7 +40,6 @@ from ...bus.listing import (
 from ...bus.models import Event, Intent, Page, ProtocolInfo, StatePatch
 from ...bus.ops import Call, Ops, new_intent_id
 from ...bus.registry import default_registry
-from .._errors import translate
 from .runner import ScriptRunner
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -116,11 +114,8 @@ class Client:
         """The partition count decides where every id lives, so all clients of a namespace
         must agree on it: the first client records it, every later one compares."""
         key = self.keyspace.meta
-        try:
-            self.redis.hsetnx(key, "partitions", str(self.keyspace.partitions))
-            stored = cast("str | None", self.redis.hget(key, "partitions"))
-        except Exception as exc:
-            raise translate(exc) from exc
+        self._runner.command("HSETNX", key, "partitions", str(self.keyspace.partitions))
+        stored = self._runner.command("HGET", key, "partitions")
         if stored != str(self.keyspace.partitions):
             raise ConfigurationError(
                 f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "
@@ -191,15 +186,12 @@ class Client:
             self._check_meta()
         while True:
             high = "+" if position is None else "(" + position
-            try:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    for p in range(self.keyspace.partitions):
-                        pipe.zrange(
-                            query.index(p), high, "-", desc=True, bylex=True, offset=0, num=batch
-                        )
-                    per_partition = pipe.execute()
-            except Exception as exc:
-                raise translate(exc) from exc
+            per_partition = self._runner.commands(
+                [
+                    ("ZRANGE", query.index(p), high, "-", "BYLEX", "REV", "LIMIT", 0, batch)
+                    for p in range(self.keyspace.partitions)
+                ]
+            )
             members = merge_newest(per_partition, batch)
             ids = [index_member_id(m) for m in members]
             replies = self._runner.call_many([self._ops.get_intent(i) for i in ids])
@@ -295,14 +287,11 @@ class Client:
         found: list[Event] = []
         scanned = 0
         while True:
-            try:
-                if reverse:
-                    raw = self.redis.xrevrange(key, high, low, count=batch)
-                else:
-                    raw = self.redis.xrange(key, low, high, count=batch)
-                entries = cast("list[tuple[str, dict[str, str]]]", raw)
-            except Exception as exc:
-                raise translate(exc) from exc
+            if reverse:
+                raw = self._runner.command("XREVRANGE", key, high, low, "COUNT", batch)
+            else:
+                raw = self._runner.command("XRANGE", key, low, high, "COUNT", batch)
+            entries = cast("list[tuple[str, dict[str, str]]]", raw)
             for entry_id, fields in entries:
                 scanned += 1
                 if since_us is not None and int(fields.get("at") or 0) < since_us:
@@ -315,7 +304,7 @@ class Client:
                 if (
                     not found
                     and after is None
-                    and not self.redis.exists(self.keyspace.intent(intent_id))
+                    and not self._runner.command("EXISTS", self.keyspace.intent(intent_id))
                 ):
                     raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
                 return Page(found, None)
@@ -331,19 +320,12 @@ class Client:
     def load_scripts(self) -> int:
         """Load every script into the server's cache now (calls would load them on first
         use anyway); returns how many. Useful after a failover or SCRIPT FLUSH."""
-        try:
-            for script in self._runner.registry.values():
-                self.redis.script_load(script.source)
-        except Exception as exc:
-            raise translate(exc) from exc
-        return len(self._runner.registry)
+        return self._runner.load_all()
 
     def discover(self) -> ProtocolInfo:
         """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
         try:
-            info = self.redis.info("server")
-        except ResponseError:
+            info = self._runner.command("INFO", "server")
+        except BusError:
             info = {}  # INFO renamed or disabled (managed services): report what we know
-        except Exception as exc:
-            raise translate(exc) from exc
         return protocol_info(self.keyspace, info, _version.__version__)
