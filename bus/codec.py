@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from .errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
+from .limits import PATCH_OPS as PATCH_OPS_LIMIT
 from .limits import STATE_BYTES
 from .models import Event, Intent, StatePatch
 from .pointer import parse
@@ -92,10 +93,16 @@ def encode_patches(patches: Iterable[StatePatch | Mapping[str, Any]]) -> str:
 
 
 def encode_sets(state: Mapping[str, Any]) -> str:
-    """``update_state``'s top-level sets, packed like encode_patches (paths are built here,
-    so they need no parsing)."""
+    """``update_state``'s top-level sets as ``[[key, value JSON text]]``."""
     if not isinstance(state, Mapping) or not state:
         raise ValidationError("state_patch must be a non-empty mapping", field="state_patch")
+    if len(state) > PATCH_OPS_LIMIT:
+        raise PayloadTooLargeError(
+            f"more than {PATCH_OPS_LIMIT} keys in one update",
+            field="state_patch",
+            limit=PATCH_OPS_LIMIT,
+            size=len(state),
+        )
     packed = []
     total = 0
     for key, value in state.items():
@@ -103,10 +110,10 @@ def encode_sets(state: Mapping[str, Any]) -> str:
             raise ValidationError("state keys must be strings", field="state_patch")
         text = json_text(value, f"state_patch[{key!r}]")
         total += len(text)
-        packed.append(["set", "/" + key.replace("~", "~0").replace("/", "~1"), text])
+        packed.append([key, text])
     if total > STATE_BYTES:
         raise PayloadTooLargeError(
-            f"patch values are {total} bytes; the state limit is {STATE_BYTES}",
+            f"values are {total} bytes; the state limit is {STATE_BYTES}",
             field="state_patch",
             limit=STATE_BYTES,
             size=total,

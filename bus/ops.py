@@ -182,6 +182,13 @@ class Ops:
             [intent_id, _version(version), patches_text, self.actor],
         )
 
+    def update_state(self, intent_id: str, version: int | None, pairs_text: str) -> Call:
+        return Call(
+            "update_state",
+            self._intent_keys(intent_id),
+            [intent_id, _version(version), pairs_text, self.actor],
+        )
+
     def set_status(
         self, intent_id: str, version: int | None, status: str, reason: str | None
     ) -> Call:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 
@@ -211,3 +212,35 @@ def test_bad_version(client: Client, intent_id: str, version: object) -> None:
 def test_patch_unknown_intent(client: Client) -> None:
     with pytest.raises(NotFoundError):
         client.update_state("ghost", 1, {"a": 1})
+
+
+def test_update_state_script_checks_pairs_itself(client: Client, intent_id: str) -> None:
+    for raw in ["[]", "{}", '[["a"]]', '[[1,"2"]]', '[["a","NaN"]]', '[["a",2]]', '[["a","{"]]']:
+        call = client._ops.update_state(intent_id, 1, raw)
+        with pytest.raises(ValidationError):
+            client._runner.call(call)
+    assert client.get_intent(intent_id).version == 1
+
+
+def test_update_state_counts_size_with_repeated_keys(client: Client) -> None:
+    intent = client.create_intent("t")
+    half = '"' + "x" * (limits.STATE_BYTES // 2) + '"'
+    # the same key twice replaces itself: the size counts it once
+    pairs = msgspec.json.encode([["a", half], ["a", half]]).decode()
+    call = client._ops.update_state(intent.id, 1, pairs)
+    assert client._runner.call(call) is not None
+    assert client.get_intent(intent.id).state == {"a": "x" * (limits.STATE_BYTES // 2)}
+    with pytest.raises(PayloadTooLargeError):
+        client.update_state(intent.id, None, {"b": "x" * (limits.STATE_BYTES // 2)})
+
+
+def test_update_state_records_the_same_event_as_a_patch(client: Client, intent_id: str) -> None:
+    client.update_state(intent_id, 1, {"a/b": 1, "c~": [2]})
+    event = client.get_events(intent_id, event_type="state_patched")[-1]
+    assert event.payload == {
+        "patches": [
+            {"op": "set", "path": "/a~1b", "value": 1},
+            {"op": "set", "path": "/c~0", "value": [2]},
+        ],
+        "version": 2,
+    }

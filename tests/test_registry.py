@@ -30,6 +30,7 @@ def test_registry_is_the_directory_listing() -> None:
     assert {
         "create_intent",
         "patch_state",
+        "update_state",
         "set_status",
         "log_event",
         "assign_agent",
@@ -85,6 +86,7 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         ),
         ops.get_intent("i"),
         ops.patch_state("i", 1, '[["set","/a","1"]]'),
+        ops.update_state("i", 1, '[["a","1"]]'),
         ops.set_status("i", 1, "completed", None),
         ops.log_event("i", "comment", {}),
         ops.assign_agent("i", "a"),
@@ -97,7 +99,7 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         else:
             assert len(call.keys) == len(header.keys), call.script
         assert len(call.args) == len(header.argv), call.script
-    assert len(calls[4].keys) == 4 + len(IntentStatus)
+    assert len(calls[5].keys) == 4 + len(IntentStatus)
 
 
 def test_includes_expand_once_and_cycles_are_named() -> None:

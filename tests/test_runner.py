@@ -23,7 +23,7 @@ def test_noscript_reload(client: Client, raw_redis: redis.Redis, backend: str) -
         pytest.skip("never flush the script cache of a shared server")
     intent = client.create_intent("t")
     raw_redis.script_flush()
-    sha = client._runner.registry["patch_state"].sha
+    sha = client._runner.registry["update_state"].sha
     assert raw_redis.script_exists(sha) == [False]
     assert client.update_state(intent.id, 1, {"a": 1}).version == 2
     assert raw_redis.script_exists(sha) == [True]

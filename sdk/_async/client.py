@@ -215,7 +215,7 @@ class AsyncClient:
         self, intent_id: str, version: int | None, state_patch: Mapping[str, Any]
     ) -> Intent:
         """Set top-level keys of the state (the reference SDK's convenience form)."""
-        call = self._ops.patch_state(intent_id, version, encode_sets(state_patch))
+        call = self._ops.update_state(intent_id, version, encode_sets(state_patch))
         return decode_intent(await self._run(call), intent_id)
 
     async def patch_state(
