@@ -65,7 +65,8 @@ class AsyncScriptRunner:
         args = self._evalsha(call)
         try:
             try:
-                return await self._execute(*args)
+                # the hot path: no helper coroutine in between
+                return await cast(Any, self.redis).execute_command(*args)
             except rex.NoScriptError:
                 await self._execute("SCRIPT", "LOAD", self.registry[call.script].source)
                 return await self._execute(*args)

@@ -66,7 +66,8 @@ class ScriptRunner:
         args = self._evalsha(call)
         try:
             try:
-                return self._execute(*args)
+                # the hot path: no helper coroutine in between
+                return cast(Any, self.redis).execute_command(*args)
             except rex.NoScriptError:
                 self._execute("SCRIPT", "LOAD", self.registry[call.script].source)
                 return self._execute(*args)
