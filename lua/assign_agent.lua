@@ -33,9 +33,8 @@ Events: agent_assigned
 local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, agent, actor = ARGV[1], ARGV[2], ARGV[3]
-if not is_text(actor, 256) then
-  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
-end
+local bad_actor = check_actor(actor)
+if bad_actor then return bad_actor end
 
 if not is_text(agent, 256) then
   return fail("INVALID", "agent_id must be a non-empty string of at most 256 bytes",

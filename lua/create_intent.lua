@@ -45,9 +45,8 @@ local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ix_all, ix_status, ix_creator, ix_parent = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, digest, actor = ARGV[1], ARGV[5], ARGV[6]
 
-if not is_text(actor, 256) then
-  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
-end
+local bad_actor = check_actor(actor)
+if bad_actor then return bad_actor end
 if not is_id(id) or not key_ends(ik, ":i:" .. id) then
   return fail("INVALID", "id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -", {field = "id"})
 end

@@ -34,9 +34,8 @@ Events: the given event_type
 local rcall = redis.call
 local ik, ek, bk = KEYS[1], KEYS[2], KEYS[3]
 local id, etype, payload, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if not is_text(actor, 256) then
-  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
-end
+local bad_actor = check_actor(actor)
+if bad_actor then return bad_actor end
 
 if not is_id(id) or not key_ends(ik, ":i:" .. id) then
   return fail("INVALID", "malformed intent id", {field = "intent_id"})

@@ -37,9 +37,8 @@ Events: status_changed
 local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, to, reason, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if not is_text(actor, 256) then
-  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
-end
+local bad_actor = check_actor(actor)
+if bad_actor then return bad_actor end
 
 local to_index = status_index(to)
 if to_index == nil then

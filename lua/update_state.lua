@@ -30,8 +30,7 @@ Events: state_patched
 -- @include "now_us"
 -- @include "iso_time"
 -- @include "limits"
--- @include "terminal"
--- @include "open_intent"
+-- @include "open_writable"
 -- @include "json_text"
 -- @include "emit"
 -- @include "snapshot"
@@ -39,21 +38,12 @@ Events: state_patched
 local rcall = redis.call
 local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, expected, actor = ARGV[1], ARGV[2], ARGV[4]
-if not is_text(actor, 256) then
-  return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
-end
+local bad_actor = check_actor(actor)
+if bad_actor then return bad_actor end
 
-local cur, err = open_intent(ik, id, {"status", "ssize"})
+local cur, err = open_writable(ik, id, expected, {"status", "ssize"})
 if cur == nil then return err end
 local version = tonumber(cur[1])
-if TERMINAL[cur[2]] then
-  return fail("CLOSED", "intent " .. id .. " is " .. cur[2] .. " and no longer changes",
-    {status = cur[2]})
-end
-if expected ~= "" and tonumber(expected) ~= version then
-  return fail("CONFLICT", "intent " .. id .. " is at version " .. version .. ", not " .. expected,
-    {current_version = version})
-end
 
 local ok, pairs_ = pcall(cjson.decode, ARGV[3])
 if not ok or type(pairs_) ~= "table" or #pairs_ == 0 then

@@ -1,3 +1,4 @@
+-- @include "fail"
 -- Shared input checks. Each returns true or false; scripts turn a false into fail().
 local function is_id(v)
   return type(v) == "string" and #v >= 1 and #v <= 128
@@ -50,4 +51,11 @@ local function decode_object(text)
   local ok, v = pcall(cjson.decode, text)
   if not ok or type(v) ~= "table" then return nil end
   return v
+end
+
+-- check_actor(actor): nil, or the error reply for an actor that is not short UTF-8 text
+local function check_actor(actor)
+  if not is_text(actor, 256) then
+    return fail("INVALID", "actor must be a non-empty string of at most 256 bytes", {field = "actor"})
+  end
 end
