@@ -13,7 +13,7 @@ import msgspec
 from .errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
 from .limits import PATCH_OPS as PATCH_OPS_LIMIT
 from .limits import STATE_BYTES
-from .models import Event, Intent, StatePatch
+from .models import Event, Intent, Lease, StatePatch
 from .pointer import parse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -172,3 +172,40 @@ def index_member_id(member: str) -> str:
     """Index members are ``<16-digit created_at micros>:<id>`` so that lexical order is
     creation order and a member is an exact, stable cursor."""
     return member.split(":", 1)[1]
+
+
+class _LeaseWire(msgspec.Struct):
+    id: str
+    agent_id: str
+    scope: str
+    status: str
+    fence: int
+    acquired_us: str
+    expires_us: str
+    ended_us: str = ""
+
+
+_lease_decoder = msgspec.json.Decoder(_LeaseWire)
+
+
+def decode_lease(text: str, intent_id: str, now_us: int | None = None) -> Lease:
+    """A lease from its stored JSON; with the server's ``now_us``, an active lease past
+    its expiry reads as expired (the script would treat it so)."""
+    try:
+        w = _lease_decoder.decode(text)
+    except msgspec.MsgspecError as exc:
+        raise BusError(f"a lease of {intent_id} is stored in an unreadable form: {exc}") from exc
+    status = w.status
+    if status == "active" and now_us is not None and int(w.expires_us) <= now_us:
+        status = "expired"
+    return Lease(
+        id=w.id,
+        intent_id=intent_id,
+        agent_id=w.agent_id,
+        scope=w.scope,
+        status=status,  # type: ignore[arg-type]
+        fencing_token=w.fence,
+        acquired_at=to_datetime(w.acquired_us),
+        expires_at=to_datetime(w.expires_us),
+        ended_at=to_datetime(w.ended_us) if w.ended_us else None,
+    )

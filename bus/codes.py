@@ -18,6 +18,7 @@ CODES: dict[str, type[e.OpenIntentError]] = {
     "NOT_FOUND": e.NotFoundError,
     "CONFLICT": e.ConflictError,
     "LEASE_CONFLICT": e.LeaseConflictError,
+    "LEASE_EXPIRED": e.LeaseExpiredError,
     "EXISTS": e.AlreadyExistsError,
     "TRANSITION": e.InvalidTransitionError,
     "CLOSED": e.IntentClosedError,

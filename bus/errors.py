@@ -9,7 +9,9 @@ redis-py exception: the transport translates those here, chained with ``from``.
     │   └── PayloadTooLargeError   state, payload or argument over a configured limit
     ├── NotFoundError              unknown intent (or lease, …); carries ``resource``/``id``
     ├── ConflictError              the write lost a race; carries ``current_version``
-    │   ├── LeaseConflictError     a scope is leased by someone else
+    │   ├── LeaseConflictError     a scope is leased by someone else (or the lease is not yours)
+    │   │   ├── LeaseExpiredError  the lease ran out by the server's clock
+    │   │   └── LeaseLostError     a held lease() ended while its block was still running
     │   └── AlreadyExistsError     a create reused an id with different content
     ├── InvalidTransitionError     a status change the lifecycle forbids
     ├── IntentClosedError          a mutation on a completed/abandoned intent
@@ -40,6 +42,8 @@ __all__ = [
     "IntentClosedError",
     "InvalidTransitionError",
     "LeaseConflictError",
+    "LeaseExpiredError",
+    "LeaseLostError",
     "NotFoundError",
     "OpenIntentError",
     "PatchError",
@@ -104,9 +108,29 @@ class ConflictError(OpenIntentError):
 
 
 class LeaseConflictError(ConflictError):
-    """A live lease held by another agent guards the scope."""
+    """A live lease held by another agent guards the scope; ``holder``, ``scope`` and
+    ``expires_at`` say whose, on what, until when (when the script knows)."""
 
     code = "LEASE_CONFLICT"
+
+    def __init__(self, message: str, current_version: int | None = None, **details: Any) -> None:
+        super().__init__(message, current_version=current_version, **details)
+        self.holder: str | None = details.get("holder")
+        self.scope: str | None = details.get("scope")
+        self.expires_at: str | None = details.get("expires_at")
+
+
+class LeaseExpiredError(LeaseConflictError):
+    """The lease's expiry has passed; it can no longer be renewed, released or written with."""
+
+    code = "LEASE_EXPIRED"
+
+
+class LeaseLostError(LeaseConflictError):
+    """A lease kept by ``lease()`` could not be renewed: the work in its block ran (or
+    would have run) without it."""
+
+    code = "LEASE_LOST"
 
 
 class AlreadyExistsError(ConflictError):

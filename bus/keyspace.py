@@ -95,7 +95,17 @@ class Keyspace:
     def events(self, intent_id: str) -> str:
         return f"{self.tag_of(intent_id)}:e:{intent_id}"
 
+    def leases(self, intent_id: str) -> str:
+        return f"{self.tag_of(intent_id)}:l:{intent_id}"
+
+    def lease_history(self, intent_id: str) -> str:
+        return f"{self.tag_of(intent_id)}:lh:{intent_id}"
+
     # -- per partition ------------------------------------------------------------------
+    def due_leases(self, partition: int) -> str:
+        """Lease expiry times: what the daemon sweeps to record lease_expired."""
+        return f"{self.tag(partition)}:due:lease"
+
     def bus(self, partition: int) -> str:
         return f"{self.tag(partition)}:bus"
 

@@ -85,15 +85,19 @@ def merge_newest(per_partition: Sequence[Sequence[str]], count: int) -> list[str
     return list(itertools.islice(merged, count))
 
 
+def check_event_cursor(cursor: object, field: str = "after") -> str:
+    """Stream entry ids (``<ms>-<n>``) are the cursors of every log read."""
+    parts = cursor.split("-") if isinstance(cursor, str) else []
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValidationError(f"{field} must be an entry id like '1700000000000-0'", field=field)
+    return str(cursor)
+
+
 def event_bounds(*, since: datetime | None, after: str | None, reverse: bool) -> tuple[str, str]:
     """XRANGE bounds (low, high) for a page of events. ``after`` is the last event id of the
     previous page (exclusive); ``since`` is a time lower bound (inclusive)."""
     if after is not None:
-        if not isinstance(after, str):
-            raise ValidationError("after must be an event id like '1700000000000-0'", field="after")
-        parts = after.split("-")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ValidationError("after must be an event id like '1700000000000-0'", field="after")
+        check_event_cursor(after)
     low = "-" if since is None else str(to_micros(since) // 1000)
     high = "+"
     if after is not None:

@@ -46,6 +46,27 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+LeaseStatus = Literal["active", "released", "expired", "revoked"]
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """A lease on a scope of an intent (RFC-0003). ``fencing_token`` increases with every
+    new lease on the same intent and scope: present it (or ``id``) with a guarded write,
+    and a lease that was superseded can never write again. ``status`` is as of the
+    server's clock when this was read: an ``active`` lease past ``expires_at`` is shown
+    as ``expired`` even before the daemon records it."""
+
+    id: str
+    intent_id: str
+    agent_id: str
+    scope: str
+    status: LeaseStatus
+    fencing_token: int
+    acquired_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
 class StatePatch(msgspec.Struct, frozen=True):
     """One op of RFC-0001's state patch: ``set``/``append`` carry a value, ``remove`` not."""
 

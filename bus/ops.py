@@ -4,6 +4,7 @@ two flavours cannot disagree about what an operation sends."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from .events import RESERVED
 from .keyspace import Keyspace, check_id, group_of
 from .statuses import INITIAL, IntentStatus
 
+_SCOPE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("5f0c3a52-6c3e-4f2b-9d0e-8b1c1e0a0b15")
 
 
@@ -58,6 +60,47 @@ def _status(status: object) -> IntentStatus:
         raise ValidationError(
             f"unknown status {status!r}; one of {', '.join(IntentStatus)}", field="status"
         ) from None
+
+
+def check_scope(scope: object) -> str:
+    """Scopes name state subtrees ("content.draft" guards /content/draft), so their
+    alphabet is that of a key segment, dot-separated."""
+    if not isinstance(scope, str) or len(scope) > 128 or _SCOPE.fullmatch(scope) is None:
+        raise ValidationError(
+            "scope must be 1-128 characters: up to 16 dot-separated parts of A-Z a-z 0-9 _ -",
+            field="scope",
+        )
+    return scope
+
+
+def duration_ms(seconds: object) -> str:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValidationError("duration_seconds must be a number", field="duration_seconds")
+    ms = round(seconds * 1000)
+    if not 100 <= ms <= 86_400_000:
+        raise ValidationError("duration must be from 0.1 s to 24 h", field="duration_seconds")
+    return str(ms)
+
+
+LeaseRef = Any
+"""What a guarded write may present: a ``Lease``, a lease id, ``"<scope>#<token>"``, or a
+sequence of those."""
+
+
+def presented_leases(lease: LeaseRef) -> str:
+    if lease is None:
+        return "[]"
+    items = [lease] if isinstance(lease, str) or not isinstance(lease, Sequence) else lease
+    out = []
+    for item in items:
+        ref = getattr(item, "id", item)
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError(
+                "lease must be a Lease, a lease id or 'scope#token' (or a list of them)",
+                field="lease",
+            )
+        out.append(ref)
+    return json_text(out, "lease")
 
 
 def new_intent_id(
@@ -175,19 +218,66 @@ class Ops:
         check_id(intent_id)
         return Call("get_intent", [ks.intent(intent_id), ks.state(intent_id)], [])
 
-    def patch_state(self, intent_id: str, version: int | None, patches_text: str) -> Call:
+    def patch_state(
+        self, intent_id: str, version: int | None, patches_text: str, lease: LeaseRef = None
+    ) -> Call:
         return Call(
             "patch_state",
-            self._intent_keys(intent_id),
-            [intent_id, _version(version), patches_text, self.actor],
+            [*self._intent_keys(intent_id), self.keyspace.leases(intent_id)],
+            [intent_id, _version(version), patches_text, self.actor, presented_leases(lease)],
         )
 
-    def update_state(self, intent_id: str, version: int | None, pairs_text: str) -> Call:
+    def update_state(
+        self, intent_id: str, version: int | None, pairs_text: str, lease: LeaseRef = None
+    ) -> Call:
         return Call(
             "update_state",
-            self._intent_keys(intent_id),
-            [intent_id, _version(version), pairs_text, self.actor],
+            [*self._intent_keys(intent_id), self.keyspace.leases(intent_id)],
+            [intent_id, _version(version), pairs_text, self.actor, presented_leases(lease)],
         )
+
+    # -- leases -------------------------------------------------------------------------
+    def _lease_keys(self, intent_id: str) -> list[str]:
+        ks = self.keyspace
+        ik, _, ek, bk = ks.intent_keys(check_id(intent_id))
+        due = ks.due_leases(ks.partition(intent_id))
+        return [ik, ks.leases(intent_id), ks.lease_history(intent_id), ek, bk, due]
+
+    def acquire_lease(
+        self, intent_id: str, scope: str, lease_id: str, duration_seconds: float
+    ) -> Call:
+        return Call(
+            "acquire_lease",
+            self._lease_keys(intent_id),
+            [intent_id, check_scope(scope), lease_id, duration_ms(duration_seconds), self.actor],
+        )
+
+    def renew_lease(self, intent_id: str, lease_id: str, duration_seconds: float) -> Call:
+        check_id(lease_id, "lease_id")
+        return Call(
+            "renew_lease",
+            self._lease_keys(intent_id),
+            [intent_id, lease_id, duration_ms(duration_seconds), self.actor],
+        )
+
+    def release_lease(self, intent_id: str, lease_id: str) -> Call:
+        check_id(lease_id, "lease_id")
+        return Call("release_lease", self._lease_keys(intent_id), [intent_id, lease_id, self.actor])
+
+    def revoke_lease(self, intent_id: str, lease_id: str, reason: str) -> Call:
+        check_id(lease_id, "lease_id")
+        _text(reason, "reason", limits.TEXT_BYTES)
+        return Call(
+            "revoke_lease", self._lease_keys(intent_id), [intent_id, lease_id, reason, self.actor]
+        )
+
+    def expire_lease(self, intent_id: str, scope: str, lease_id: str) -> Call:
+        return Call(
+            "expire_lease", self._lease_keys(intent_id), [intent_id, check_scope(scope), lease_id]
+        )
+
+    def get_leases(self, intent_id: str) -> Call:
+        return Call("get_leases", [self.keyspace.leases(check_id(intent_id))], [])
 
     def set_status(
         self, intent_id: str, version: int | None, status: str, reason: str | None

@@ -5,6 +5,8 @@ Invariants:
   - all ops are checked and applied to a working copy first; any failure writes nothing
     and leaves the version as it was
   - a given expected version must equal the current one (optimistic concurrency)
+  - a write into a subtree guarded by a live lease must present that lease
+    (includes/lease_guard.lua); without it, or with a stale one, nothing is written
   - completed and abandoned intents are closed to patches
   - the new state, the bumped version and the state_patched event are written together
 
@@ -13,15 +15,17 @@ KEYS:
   [2] state   hash   {ns:p}:s:<id>
   [3] events  stream {ns:p}:e:<id>
   [4] bus     stream {ns:p}:bus
+  [5] leases  hash   {ns:p}:l:<id>
 
 ARGV:
   [1] id        the intent id
   [2] version   the version the caller read, or "" to skip the check
   [3] patches   JSON list of [op, path, JSON value text ("" for remove)]
   [4] actor     who patches
+  [5] leases    JSON list of the leases presented: lease ids or "<scope>#<fencing token>"
 
 Returns: the intent as JSON (includes/snapshot.lua)
-Errors: INVALID, PATCH, TOO_LARGE, NOT_FOUND, CONFLICT, CLOSED
+Errors: INVALID, PATCH, TOO_LARGE, NOT_FOUND, CONFLICT, CLOSED, LEASE_CONFLICT, LEASE_EXPIRED
 Events: state_patched
 ]]
 -- @include "fail"
@@ -32,9 +36,10 @@ Events: state_patched
 -- @include "json_patch"
 -- @include "emit"
 -- @include "snapshot"
+-- @include "lease_guard"
 
 local rcall = redis.call
-local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ik, sk, ek, bk, lk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, expected, actor = ARGV[1], ARGV[2], ARGV[4]
 local bad_actor = check_actor(actor)
 if bad_actor then return bad_actor end
@@ -54,7 +59,7 @@ end
 
 -- working copy of the touched top-level fields: false marks "deleted"
 local work, order, size = {}, {}, tonumber(cur[3]) or 0
-local audit = {}
+local audit, paths = {}, {}
 for n = 1, #ops do
   local op, path, value = ops[n][1], ops[n][2], ops[n][3]
   local field = "patches[" .. (n - 1) .. "]"
@@ -76,6 +81,7 @@ for n = 1, #ops do
         .. LIMIT_JSON_DEPTH .. " levels with its path", {field = field})
     end
   end
+  paths[n] = tokens
   local top = tokens[1]
   local before = work[top]
   if before == nil then
@@ -98,8 +104,11 @@ if size > LIMIT_STATE_BYTES then
     {field = "state", limit = LIMIT_STATE_BYTES, size = size})
 end
 
--- all ops applied cleanly: write
 local at = now_us()
+local guarded = lease_guard(lk, actor, ARGV[5], paths, at)
+if guarded then return guarded end
+
+-- all ops applied cleanly and no lease stands in the way: write
 for n = 1, #order do
   local top = order[n]
   if work[top] == false then rcall("HDEL", sk, top) else rcall("HSET", sk, top, work[top]) end

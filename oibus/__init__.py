@@ -22,6 +22,8 @@ from .bus.errors import (
     IntentClosedError,
     InvalidTransitionError,
     LeaseConflictError,
+    LeaseExpiredError,
+    LeaseLostError,
     NotFoundError,
     OpenIntentError,
     PatchError,
@@ -31,7 +33,7 @@ from .bus.errors import (
 )
 from .bus.events import EventType
 from .bus.keyspace import Keyspace
-from .bus.models import Event, Intent, Page, ProtocolInfo, StatePatch
+from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
 from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
 
@@ -52,7 +54,10 @@ __all__ = [
     "IntentStatus",
     "InvalidTransitionError",
     "Keyspace",
+    "Lease",
     "LeaseConflictError",
+    "LeaseExpiredError",
+    "LeaseLostError",
     "NotFoundError",
     "OpenIntentError",
     "Page",

@@ -20,6 +20,8 @@ SUBS = [
     (r"\bAsyncClient\b", "Client"),
     (r"\bAsyncScriptRunner\b", "ScriptRunner"),
     (r"\bAsyncIterator\b", "Iterator"),
+    (r"\bAbstractAsyncContextManager\b", "AbstractContextManager"),
+    (r"\bhold_lease_async\b", "hold_lease"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),

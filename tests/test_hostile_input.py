@@ -47,8 +47,9 @@ def test_nesting_is_bounded_with_the_path(client: Client, raw_redis: redis.Redis
 
 def _raw_set(client: Client, intent_id: str, value_text: bytes) -> Call:
     ops = b'[["set","/x","' + value_text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"]]'
-    keys = list(client.keyspace.intent_keys(intent_id))
-    return Call("patch_state", keys, [intent_id, "", ops, "raw"])  # type: ignore[list-item]
+    call = client._ops.patch_state(intent_id, None, "[]")
+    call.args[2] = ops  # type: ignore[call-overload]
+    return call
 
 
 @pytest.mark.parametrize(

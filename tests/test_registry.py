@@ -46,11 +46,12 @@ def test_every_script_keeps_the_header_contract() -> None:
         assert header.purpose
         assert header.keys, script.name
         assert set(header.errors) <= set(CODES), script.name
-        codes_used = set(re.findall(r'fail\("([A-Z_]+)"', script.source))
-        assert codes_used == set(header.errors), script.name
+        own = set(re.findall(r'fail\("([A-Z_]+)"', raw))
+        reachable = set(re.findall(r'fail\("([A-Z_]+)"', script.source))
+        assert own <= set(header.errors) <= reachable, script.name
         for event in header.events:
             assert event in set(EventType) or script.name == "log_event", script.name
-        emitted = set(re.findall(r'emit\([^)]*?"([a-z_]+)"', raw))
+        emitted = {e for e in re.findall(r'emit\([^)]*?"([a-z_]+)"', raw) if not e.endswith("_")}
         assert emitted <= set(header.events), script.name
         assert "@include" not in script.source.replace("-- @include", "")
         assert not re.search(r"^-- @include", script.source, re.MULTILINE)
@@ -87,6 +88,12 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         ops.get_intent("i"),
         ops.patch_state("i", 1, '[["set","/a","1"]]'),
         ops.update_state("i", 1, '[["a","1"]]'),
+        ops.acquire_lease("i", "a.b", "l1", 1),
+        ops.renew_lease("i", "l1", 1),
+        ops.release_lease("i", "l1"),
+        ops.revoke_lease("i", "l1", "why"),
+        ops.expire_lease("i", "a", "l1"),
+        ops.get_leases("i"),
         ops.set_status("i", 1, "completed", None),
         ops.log_event("i", "comment", {}),
         ops.assign_agent("i", "a"),
@@ -99,7 +106,7 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         else:
             assert len(call.keys) == len(header.keys), call.script
         assert len(call.args) == len(header.argv), call.script
-    assert len(calls[5].keys) == 4 + len(IntentStatus)
+    assert len(next(c for c in calls if c.script == "set_status").keys) == 4 + len(IntentStatus)
 
 
 def test_includes_expand_once_and_cycles_are_named() -> None:

@@ -1,0 +1,82 @@
+-- @include "fail"
+-- @include "now_us"
+-- @include "iso_time"
+-- @include "emit"
+-- Leases (RFC-0003). One hash per intent, {ns:p}:l:<id>:
+--   <scope>     -> the scope's latest lease (any status) as JSON text; its "fence" is the
+--                  scope's fencing token, so the next lease on the scope continues from it
+--   @<lease id> -> <scope>, for the latest lease of each scope only (lookup by id)
+-- Times are kept as strings of microseconds: cjson would round such numbers.
+
+local LEASE_SCOPE_TOKENS = 16
+local LEASE_SCOPES = 64
+
+-- scope_tokens(scope): {"content", "draft"} for "content.draft", or nil if malformed
+local function scope_tokens(scope)
+  if type(scope) ~= "string" or #scope < 1 or #scope > 128 then return nil end
+  local out = {}
+  for token in string.gmatch(scope .. ".", "([^.]*)%.") do
+    if not string.find(token, "^[%w_%-]+$") or #out >= LEASE_SCOPE_TOKENS then return nil end
+    out[#out + 1] = token
+  end
+  return out
+end
+
+local function lease_text(l)
+  return '{"id":"' .. l.id .. '","agent_id":' .. cjson.encode(l.agent_id) .. ',"scope":"'
+    .. l.scope .. '","status":"' .. l.status .. '","fence":' .. int(l.fence)
+    .. ',"acquired_us":"' .. l.acquired_us .. '","expires_us":"' .. l.expires_us
+    .. '","ended_us":"' .. (l.ended_us or "") .. '"}'
+end
+
+local function lease_read(lk, scope)
+  local raw = redis.call("HGET", lk, scope)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+-- live(l, now): held and not yet past its expiry (the script's clock decides, not the
+-- daemon's sweep: a lease is dead the microsecond it expires)
+local function lease_live(l, now)
+  return l ~= nil and l.status == "active" and tonumber(l.expires_us) > now
+end
+
+-- lease_end(...): close a lease as released, revoked or expired: store it, add it to the
+-- history stream, drop it from the expiry schedule, append the event. Only called on an
+-- active lease, and the status change is what makes a second call impossible.
+local function lease_end(lk, hk, dk, ik, ek, bk, id, l, status, actor, at, extra)
+  l.status = status
+  l.ended_us = int(at)
+  local text = lease_text(l)
+  redis.call("HSET", lk, l.scope, text)
+  redis.call("XADD", hk, "*", "l", text)
+  redis.call("ZREM", dk, id .. "\t" .. l.scope .. "\t" .. l.id)
+  emit(ik, ek, bk, id, "lease_" .. status, actor,
+    '{"lease_id":"' .. l.id .. '","scope":"' .. l.scope .. '","agent_id":'
+    .. cjson.encode(l.agent_id) .. ',"fencing_token":' .. int(l.fence) .. (extra or "") .. "}", at)
+end
+
+-- the reply every lease script shares: the lease as JSON text
+local function lease_reply(l)
+  return lease_text(l)
+end
+
+local function lease_conflict(l, message)
+  return fail("LEASE_CONFLICT", message, {holder = l.agent_id, scope = l.scope,
+    expires_at = iso_time(tonumber(l.expires_us))})
+end
+
+local function lease_expired_error(l)
+  return fail("LEASE_EXPIRED", "lease " .. l.id .. " on " .. l.scope .. " expired at "
+    .. iso_time(tonumber(l.expires_us)), {holder = l.agent_id, scope = l.scope,
+    expires_at = iso_time(tonumber(l.expires_us))})
+end
+
+-- lease_by_id(lk, lease_id): the lease if it is its scope's latest, else nil
+local function lease_by_id(lk, lease_id)
+  local scope = redis.call("HGET", lk, "@" .. lease_id)
+  if not scope then return nil end
+  local l = lease_read(lk, scope)
+  if l == nil or l.id ~= lease_id then return nil end
+  return l
+end
