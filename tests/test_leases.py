@@ -3,6 +3,7 @@ governance, history, lease-guarded state writes, and the lease() context manager
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import anyio
@@ -338,5 +339,5 @@ async def test_twenty_agents_race_for_one_scope(aclient: AsyncClient) -> None:
     assert len(windows) >= 5
     tokens = [w[3] for w in windows]
     assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
-    for (_, end, _, _), (start, _, _, _) in zip(windows, windows[1:], strict=False):
+    for (_, end, _, _), (start, _, _, _) in itertools.pairwise(windows):
         assert end <= start
