@@ -17,9 +17,7 @@ TARGET = ROOT / "sdk" / "_sync"
 SUBS = [
     (r"\bfrom redis\.asyncio import\b", "from redis import"),
     (r"\bredis\.asyncio\b", "redis"),
-    (r"\bAsyncClient\b", "Client"),
-    (r"\bAsyncScriptRunner\b", "ScriptRunner"),
-    (r"\bAsyncIterator\b", "Iterator"),
+    (r"\bAsync([A-Z]\w*)", r"\1"),  # AsyncClient, AsyncLeasesMixin, AsyncIterator, ...
     (r"\bAbstractAsyncContextManager\b", "AbstractContextManager"),
     (r"\bhold_lease_async\b", "hold_lease"),
     (r"\bAsyncGenerator\b", "Generator"),

@@ -20,8 +20,8 @@ from ..bus.errors import LeaseConflictError, LeaseLostError, OpenIntentError
 from ..bus.models import Lease
 
 if TYPE_CHECKING:
-    from ._async.client import AsyncClient
-    from ._sync.client import Client
+    from ._async.leases import AsyncLeasesMixin
+    from ._sync.leases import LeasesMixin
 
 
 def _lost(lease: Lease, cause: BaseException) -> LeaseLostError:
@@ -35,7 +35,7 @@ def _lost(lease: Lease, cause: BaseException) -> LeaseLostError:
 
 @asynccontextmanager
 async def hold_lease_async(
-    client: AsyncClient, intent_id: str, scope: str, duration_seconds: float
+    client: AsyncLeasesMixin, intent_id: str, scope: str, duration_seconds: float
 ) -> AsyncIterator[Lease]:
     lease = await client.acquire_lease(intent_id, scope, duration_seconds)
     lost: list[OpenIntentError] = []
@@ -68,7 +68,7 @@ async def hold_lease_async(
 
 @contextmanager
 def hold_lease(
-    client: Client, intent_id: str, scope: str, duration_seconds: float
+    client: LeasesMixin, intent_id: str, scope: str, duration_seconds: float
 ) -> Iterator[Lease]:
     lease = client.acquire_lease(intent_id, scope, duration_seconds)
     stop = threading.Event()

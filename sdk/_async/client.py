@@ -1,4 +1,5 @@
-"""``AsyncClient``: the protocol's calls over redis-py's asyncio client.
+"""``AsyncClient``: the protocol's calls over redis-py's asyncio client (intents, state and
+events here; other capabilities in their mixins).
 
 This file is the source of the sync ``Client`` too (``scripts/unasync.py`` generates
 ``sdk/_sync/client.py`` from it), so it holds control flow and I/O only; every decision is
@@ -7,125 +8,37 @@ made by the pure code in ``oibus.bus``.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
-from redis.asyncio import Redis
-
-from ... import _version
 from ...bus import limits
 from ...bus.codec import (
     decode_event,
     decode_intent,
-    decode_lease,
     encode_patches,
     encode_sets,
     index_member_id,
     to_datetime,
     to_micros,
 )
-from ...bus.discovery import protocol_info
-from ...bus.errors import BusError, ConfigurationError, NotFoundError
-from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace, check_id
+from ...bus.errors import NotFoundError
+from ...bus.keyspace import check_id
 from ...bus.listing import (
     check_cursor,
-    check_event_cursor,
     check_limit,
     event_bounds,
     intent_query,
     merge_newest,
 )
-from ...bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
-from ...bus.ops import Call, LeaseRef, Ops, new_intent_id
-from ...bus.registry import default_registry
-from ..leasing import hold_lease_async
-from .runner import AsyncScriptRunner
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
+from ...bus.models import Event, Intent, Page, StatePatch
+from ...bus.ops import LeaseRef, new_intent_id
+from .base import AsyncClientBase
+from .leases import AsyncLeasesMixin
 
 
-class AsyncClient:
-    """One agent's connection to the bus.
-
-    ``agent_id`` is recorded as the actor of every event this client causes and is the
-    default ``created_by``. The Redis URL comes from the argument, then ``OIBUS_REDIS_URL``,
-    then the local default. Pass ``redis=`` to reuse a configured client (it must decode
-    responses). ``slot_guard`` (default: ``OIBUS_SLOT_GUARD=1``) checks that each script
-    call's keys share one cluster slot; tests turn it on.
-    """
-
-    def __init__(
-        self,
-        redis_url: str | None = None,
-        *,
-        agent_id: str = "anonymous",
-        namespace: str = DEFAULT_NAMESPACE,
-        partitions: int = DEFAULT_PARTITIONS,
-        redis: Redis | None = None,
-        slot_guard: bool | None = None,
-        socket_timeout: float = 10.0,
-    ) -> None:
-        self.keyspace = Keyspace(namespace, partitions)
-        self.agent_id = agent_id
-        self._ops = Ops(self.keyspace, agent_id)
-        if redis is None:
-            url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
-            redis = Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                health_check_interval=30,
-            )
-            self._owns_redis = True
-        else:
-            if not redis.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ConfigurationError("the redis client must be made with decode_responses=True")
-            self._owns_redis = False
-        self.redis = redis
-        if slot_guard is None:
-            slot_guard = os.environ.get("OIBUS_SLOT_GUARD") == "1"
-        self._runner = AsyncScriptRunner(redis, default_registry(), slot_guard=slot_guard)
-        self._meta_checked = False
-
-    # -- lifecycle ----------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_redis:
-            await self.redis.aclose()
-
-    async def _run(self, call: Call) -> Any:
-        if not self._meta_checked:
-            await self._check_meta()
-        return await self._runner.call(call)
-
-    async def _check_meta(self) -> None:
-        """The partition count decides where every id lives, so all clients of a namespace
-        must agree on it: the first client records it, every later one compares."""
-        key = self.keyspace.meta
-        await self._runner.command("HSETNX", key, "partitions", str(self.keyspace.partitions))
-        stored = await self._runner.command("HGET", key, "partitions")
-        if stored != str(self.keyspace.partitions):
-            raise ConfigurationError(
-                f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "
-                f"was configured with {self.keyspace.partitions}"
-            )
-        self._meta_checked = True
+class AsyncClient(AsyncLeasesMixin, AsyncClientBase):
+    """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""
 
     # -- intents (RFC-0001) -------------------------------------------------------------
     async def create_intent(
@@ -257,71 +170,6 @@ class AsyncClient:
         call = self._ops.unassign_agent(intent_id, agent_id)
         return decode_intent(await self._run(call), intent_id)
 
-    # -- leases (RFC-0003) --------------------------------------------------------------
-    async def acquire_lease(
-        self, intent_id: str, scope: str, duration_seconds: float = 300
-    ) -> Lease:
-        """Hold ``scope`` of the intent for ``duration_seconds``. The scope guards the state
-        subtree of the same name (``"content.draft"`` guards ``/content/draft``): writes
-        there must present this lease. LeaseConflictError (with ``holder`` and
-        ``expires_at``) while anyone else, or another acquire of the same agent, holds it;
-        retried internally with the same lease id, so a lost reply cannot orphan a lease."""
-        call = self._ops.acquire_lease(intent_id, scope, str(uuid.uuid4()), duration_seconds)
-        return decode_lease(await self._run(call), intent_id)
-
-    async def renew_lease(
-        self, intent_id: str, lease_id: str, duration_seconds: float = 300
-    ) -> Lease:
-        """Extend a live lease to ``duration_seconds`` from now (holder only)."""
-        call = self._ops.renew_lease(intent_id, lease_id, duration_seconds)
-        return decode_lease(await self._run(call), intent_id)
-
-    async def release_lease(self, intent_id: str, lease_id: str) -> Lease:
-        """End a live lease (holder only); releasing it again returns it unchanged."""
-        call = self._ops.release_lease(intent_id, lease_id)
-        return decode_lease(await self._run(call), intent_id)
-
-    async def revoke_lease(self, intent_id: str, lease_id: str, reason: str) -> Lease:
-        """End anyone's lease, for governance; the actor and reason are recorded."""
-        call = self._ops.revoke_lease(intent_id, lease_id, reason)
-        return decode_lease(await self._run(call), intent_id)
-
-    async def get_leases(
-        self,
-        intent_id: str,
-        include_history: bool = False,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> Page[Lease]:
-        """The live leases; with ``include_history``, every lease oldest first, paged:
-        ended leases from the history, then (on the last page) the current ones."""
-        check_limit(limit)
-        reply = await self._run(self._ops.get_leases(intent_id))
-        now = int(reply[0])
-        current = [decode_lease(t, intent_id, now) for t in reply[1:]]
-        if not include_history:
-            return Page([x for x in current if x.status == "active"], None)
-        low = "-" if cursor is None else "(" + check_event_cursor(cursor, "cursor")
-        raw = await self._runner.command(
-            "XRANGE", self.keyspace.lease_history(intent_id), low, "+", "COUNT", limit
-        )
-        entries = cast("list[tuple[str, dict[str, str]]]", raw)
-        ended = [decode_lease(fields["l"], intent_id) for _, fields in entries]
-        if len(entries) == limit:
-            return Page(ended, entries[-1][0])
-        recorded = {x.id for x in ended}
-        tail = [x for x in current if x.status in ("active", "expired") and x.id not in recorded]
-        return Page([*ended, *tail], None)
-
-    def lease(
-        self, intent_id: str, scope: str, duration_seconds: float = 300
-    ) -> AbstractAsyncContextManager[Lease]:
-        """Hold a lease for the duration of an ``async with`` block: acquired on entry,
-        renewed in the background every third of ``duration_seconds``, released on exit
-        (also on error). If a renewal fails, the block is cancelled and LeaseLostError
-        raised: work never goes on silently without the lease."""
-        return hold_lease_async(self, intent_id, scope, duration_seconds)
-
     # -- events -------------------------------------------------------------------------
     async def log_event(
         self,
@@ -392,17 +240,3 @@ class AsyncClient:
                 low = "(" + last
             if scanned >= limits.FILTER_SCAN:
                 return Page(found, last)
-
-    # -- protocol -----------------------------------------------------------------------
-    async def load_scripts(self) -> int:
-        """Load every script into the server's cache now (calls would load them on first
-        use anyway); returns how many. Useful after a failover or SCRIPT FLUSH."""
-        return await self._runner.load_all()
-
-    async def discover(self) -> ProtocolInfo:
-        """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
-        try:
-            info = await self._runner.command("INFO", "server")
-        except BusError:
-            info = {}  # INFO renamed or disabled (managed services): report what we know
-        return protocol_info(self.keyspace, info, _version.__version__)

@@ -1,0 +1,120 @@
+"""``AsyncClientBase``: the connection, configuration and call path every part of the
+client shares; the protocol's calls live in mixins (one module per capability) that
+``AsyncClient`` combines.
+
+This file is the source of the sync ``Client`` too (``scripts/unasync.py`` generates
+``sdk/_sync/client.py`` from it), so it holds control flow and I/O only; every decision is
+made by the pure code in ``oibus.bus``.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+
+from ... import _version
+from ...bus.discovery import protocol_info
+from ...bus.errors import BusError, ConfigurationError
+from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
+from ...bus.models import ProtocolInfo
+from ...bus.ops import Call, Ops
+from ...bus.registry import default_registry
+from .runner import AsyncScriptRunner
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class AsyncClientBase:
+    """One agent's connection to the bus.
+
+    ``agent_id`` is recorded as the actor of every event this client causes and is the
+    default ``created_by``. The Redis URL comes from the argument, then ``OIBUS_REDIS_URL``,
+    then the local default. Pass ``redis=`` to reuse a configured client (it must decode
+    responses). ``slot_guard`` (default: ``OIBUS_SLOT_GUARD=1``) checks that each script
+    call's keys share one cluster slot; tests turn it on.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        agent_id: str = "anonymous",
+        namespace: str = DEFAULT_NAMESPACE,
+        partitions: int = DEFAULT_PARTITIONS,
+        redis: Redis | None = None,
+        slot_guard: bool | None = None,
+        socket_timeout: float = 10.0,
+    ) -> None:
+        self.keyspace = Keyspace(namespace, partitions)
+        self.agent_id = agent_id
+        self._ops = Ops(self.keyspace, agent_id)
+        if redis is None:
+            url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
+            redis = Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
+            )
+            self._owns_redis = True
+        else:
+            if not redis.connection_pool.connection_kwargs.get("decode_responses"):
+                raise ConfigurationError("the redis client must be made with decode_responses=True")
+            self._owns_redis = False
+        self.redis = redis
+        if slot_guard is None:
+            slot_guard = os.environ.get("OIBUS_SLOT_GUARD") == "1"
+        self._runner = AsyncScriptRunner(redis, default_registry(), slot_guard=slot_guard)
+        self._meta_checked = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    async def _run(self, call: Call) -> Any:
+        if not self._meta_checked:
+            await self._check_meta()
+        return await self._runner.call(call)
+
+    async def _check_meta(self) -> None:
+        """The partition count decides where every id lives, so all clients of a namespace
+        must agree on it: the first client records it, every later one compares."""
+        key = self.keyspace.meta
+        await self._runner.command("HSETNX", key, "partitions", str(self.keyspace.partitions))
+        stored = await self._runner.command("HGET", key, "partitions")
+        if stored != str(self.keyspace.partitions):
+            raise ConfigurationError(
+                f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "
+                f"was configured with {self.keyspace.partitions}"
+            )
+        self._meta_checked = True
+
+    # -- protocol -----------------------------------------------------------------------
+    async def load_scripts(self) -> int:
+        """Load every script into the server's cache now (calls would load them on first
+        use anyway); returns how many. Useful after a failover or SCRIPT FLUSH."""
+        return await self._runner.load_all()
+
+    async def discover(self) -> ProtocolInfo:
+        """Protocol metadata: version, RFCs, capabilities, limits, and the server under us."""
+        try:
+            info = await self._runner.command("INFO", "server")
+        except BusError:
+            info = {}  # INFO renamed or disabled (managed services): report what we know
+        return protocol_info(self.keyspace, info, _version.__version__)
