@@ -21,6 +21,7 @@ CODES: dict[str, type[e.OpenIntentError]] = {
     "LEASE_EXPIRED": e.LeaseExpiredError,
     "EXISTS": e.AlreadyExistsError,
     "TRANSITION": e.InvalidTransitionError,
+    "BUDGET_EXCEEDED": e.BudgetExceededError,
     "CLOSED": e.IntentClosedError,
 }
 

@@ -13,6 +13,7 @@ redis-py exception: the transport translates those here, chained with ``from``.
     │   │   ├── LeaseExpiredError  the lease ran out by the server's clock
     │   │   └── LeaseLostError     a held lease() ended while its block was still running
     │   └── AlreadyExistsError     a create reused an id with different content
+    ├── BudgetExceededError        a cost over a hard budget limit (nothing recorded)
     ├── InvalidTransitionError     a status change the lifecycle forbids
     ├── IntentClosedError          a mutation on a completed/abandoned intent
     ├── ConfigurationError         the client and the bus disagree (namespace, partitions)
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
+    "BudgetExceededError",
     "BusConnectionError",
     "BusError",
     "BusTimeoutError",
@@ -137,6 +139,13 @@ class AlreadyExistsError(ConflictError):
     """A create named an existing id but asked for a different intent."""
 
     code = "EXISTS"
+
+
+class BudgetExceededError(OpenIntentError):
+    """Recording this cost would pass a hard budget limit (RFC-0009); nothing was recorded.
+    ``details`` name the limit, its value and the total it would have reached."""
+
+    code = "BUDGET_EXCEEDED"
 
 
 class InvalidTransitionError(OpenIntentError):

@@ -32,6 +32,8 @@ class EventType(StrEnum):
     ARBITRATION_REQUESTED = "arbitration_requested"
     ARBITRATION_RESOLVED = "arbitration_resolved"
     DECISION_RECORDED = "decision_recorded"
+    DELEGATION_CREATED = "delegation_created"
+    DELEGATION_REVOKED = "delegation_revoked"
     # RFC-0005 attachments
     ATTACHMENT_ADDED = "attachment_added"
     ATTACHMENT_DELETED = "attachment_deleted"
@@ -87,6 +89,8 @@ RESERVED: Final = frozenset(
         E.ARBITRATION_REQUESTED,
         E.ARBITRATION_RESOLVED,
         E.DECISION_RECORDED,
+        E.DELEGATION_CREATED,
+        E.DELEGATION_REVOKED,
         E.ATTACHMENT_ADDED,
         E.ATTACHMENT_DELETED,
         E.COST_RECORDED,

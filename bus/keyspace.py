@@ -101,7 +101,43 @@ class Keyspace:
     def lease_history(self, intent_id: str) -> str:
         return f"{self.tag_of(intent_id)}:lh:{intent_id}"
 
+    def costs(self, intent_id: str) -> str:
+        """Cost records (stream), RFC-0009."""
+        return f"{self.tag_of(intent_id)}:c:{intent_id}"
+
+    def cost_summary(self, intent_id: str) -> str:
+        """Running cost totals (hash), kept by the recording script."""
+        return f"{self.tag_of(intent_id)}:cs:{intent_id}"
+
+    def retry_policy(self, intent_id: str) -> str:
+        """The retry policy (hash), RFC-0010."""
+        return f"{self.tag_of(intent_id)}:rp:{intent_id}"
+
+    def failures(self, intent_id: str) -> str:
+        """Failure records (stream), RFC-0010."""
+        return f"{self.tag_of(intent_id)}:fl:{intent_id}"
+
+    def arbitrations(self, intent_id: str) -> str:
+        """Arbitration requests by id (hash), RFC-0003 governance."""
+        return f"{self.tag_of(intent_id)}:ar:{intent_id}"
+
+    def decisions(self, intent_id: str) -> str:
+        """Decision records (stream): immutable, appended only."""
+        return f"{self.tag_of(intent_id)}:dr:{intent_id}"
+
+    def attachments(self, intent_id: str) -> str:
+        """Attachment metadata by attachment id (hash), RFC-0005."""
+        return f"{self.tag_of(intent_id)}:at:{intent_id}"
+
+    def attachment_content(self, intent_id: str) -> str:
+        """Inline attachment content by attachment id (hash)."""
+        return f"{self.tag_of(intent_id)}:ac:{intent_id}"
+
     # -- per partition ------------------------------------------------------------------
+    def due_retries(self, partition: int) -> str:
+        """Retry due times (zset, µs → intent id): what the daemon's retry loop waits on."""
+        return f"{self.tag(partition)}:due:retry"
+
     def due_leases(self, partition: int) -> str:
         """Lease expiry times: what the daemon sweeps to record lease_expired."""
         return f"{self.tag(partition)}:due:lease"
@@ -126,6 +162,16 @@ class Keyspace:
         return [self.index_status(partition, s) for s in _STATUSES]
 
     # -- namespace-wide -----------------------------------------------------------------
+    @property
+    def delegations(self) -> str:
+        """Delegation contracts by id (hash): namespace-wide, not tied to one intent."""
+        return f"{{{self.namespace}}}:dg"
+
+    @property
+    def delegation_events(self) -> str:
+        """The log of delegation_created / delegation_revoked (stream)."""
+        return f"{{{self.namespace}}}:dge"
+
     @property
     def meta(self) -> str:
         """Bus configuration (partition count, schema), checked by every client."""

@@ -16,6 +16,8 @@ AGENTS: Final = 64
 DEPENDS_ON: Final = 256
 JSON_DEPTH: Final = 64
 """Deepest nesting of a stored JSON value, counting the path it is stored at."""
+ATTACHMENT_BYTES: Final = 1_048_576
+"""Largest inline attachment content (base64 text), RFC-0005."""
 BATCH: Final = 1000
 """Most fields one script command writes at once."""
 PAGE_MAX: Final = 1000

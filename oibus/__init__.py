@@ -13,6 +13,7 @@ one atomic Lua script. Start with ``Client`` (or ``AsyncClient``)::
 from ._version import __version__
 from .bus.errors import (
     AlreadyExistsError,
+    BudgetExceededError,
     BusConnectionError,
     BusError,
     BusTimeoutError,
@@ -40,6 +41,7 @@ from .sdk import AsyncClient, Client
 __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
+    "BudgetExceededError",
     "BusConnectionError",
     "BusError",
     "BusTimeoutError",

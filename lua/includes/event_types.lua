@@ -7,6 +7,7 @@ local RESERVED_EVENT_TYPES = {
   lease_acquired = true, lease_renewed = true, lease_released = true,
   lease_expired = true, lease_revoked = true,
   arbitration_requested = true, arbitration_resolved = true, decision_recorded = true,
+  delegation_created = true, delegation_revoked = true,
   attachment_added = true, attachment_deleted = true,
   cost_recorded = true, budget_alert = true, budget_exceeded = true,
   retry_policy_set = true, failure_recorded = true, retry_scheduled = true,

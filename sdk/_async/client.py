@@ -33,11 +33,22 @@ from ...bus.listing import (
 )
 from ...bus.models import Event, Intent, Page, StatePatch
 from ...bus.ops import LeaseRef, new_intent_id
+from .attachments import AsyncAttachmentsMixin
 from .base import AsyncClientBase
+from .costs import AsyncCostsMixin
+from .governance import AsyncGovernanceMixin
 from .leases import AsyncLeasesMixin
+from .retries import AsyncRetriesMixin
 
 
-class AsyncClient(AsyncLeasesMixin, AsyncClientBase):
+class AsyncClient(
+    AsyncLeasesMixin,
+    AsyncCostsMixin,
+    AsyncRetriesMixin,
+    AsyncGovernanceMixin,
+    AsyncAttachmentsMixin,
+    AsyncClientBase,
+):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""
 
     # -- intents (RFC-0001) -------------------------------------------------------------

@@ -34,11 +34,22 @@ from ...bus.listing import (
 )
 from ...bus.models import Event, Intent, Page, StatePatch
 from ...bus.ops import LeaseRef, new_intent_id
+from .attachments import AttachmentsMixin
 from .base import ClientBase
+from .costs import CostsMixin
+from .governance import GovernanceMixin
 from .leases import LeasesMixin
+from .retries import RetriesMixin
 
 
-class Client(LeasesMixin, ClientBase):
+class Client(
+    LeasesMixin,
+    CostsMixin,
+    RetriesMixin,
+    GovernanceMixin,
+    AttachmentsMixin,
+    ClientBase,
+):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
 
     # -- intents (RFC-0001) -------------------------------------------------------------

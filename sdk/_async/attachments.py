@@ -1,0 +1,9 @@
+"""Attachments on the async client (filled in by its capability)."""
+
+from __future__ import annotations
+
+from .base import AsyncClientBase
+
+
+class AsyncAttachmentsMixin(AsyncClientBase):
+    pass
