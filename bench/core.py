@@ -50,7 +50,10 @@ AGENT = "bench"
 FIELD = "progress"
 EVENT_TYPE = "bench_tick"
 
-OPS = ("baseline", "create_intent", "update_state", "get_intent", "log_event")
+OPS = ("baseline", "create_intent", "update_state", "get_intent", "log_event", "lease_pair")
+CALLS = {"lease_pair": 2}
+"""Round trips per operation: a lease pair is an acquire and a release, so its ratio is
+taken against the baseline's rate for the same number of calls."""
 MODES = ("sync", "async", f"async x{CONCURRENCY}")
 TARGET = 0.8
 
@@ -245,12 +248,17 @@ class Workload:
         def log_event(k: int, i: int) -> object:
             return c.log_event(intents[k], EVENT_TYPE, {"n": i})
 
+        def lease_pair(k: int, i: int) -> object:
+            lease = c.acquire_lease(intents[k], "bench", 30)
+            return c.release_lease(intents[k], lease.id)
+
         return {
             "baseline": baseline,
             "create_intent": create_intent,
             "update_state": update_state,
             "get_intent": get_intent,
             "log_event": log_event,
+            "lease_pair": lease_pair,
         }
 
     # async -----------------------------------------------------------------------------
@@ -276,12 +284,17 @@ class Workload:
         async def log_event(k: int, i: int) -> object:
             return await c.log_event(intents[k], EVENT_TYPE, {"n": i})
 
+        async def lease_pair(k: int, i: int) -> object:
+            lease = await c.acquire_lease(intents[k], "bench", 30)
+            return await c.release_lease(intents[k], lease.id)
+
         return {
             "baseline": baseline,
             "create_intent": create_intent,
             "update_state": update_state,
             "get_intent": get_intent,
             "log_event": log_event,
+            "lease_pair": lease_pair,
         }
 
     def evalsha_stats(self) -> tuple[int, int]:
@@ -480,7 +493,8 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
         "- `create_intent` makes a new small intent each call (title, description, one "
         "state key); `update_state` sets one top-level key with the version from the previous "
         "reply; `get_intent` reads one intent; `log_event` appends a custom event with a "
-        "one-key payload.",
+        "one-key payload; `lease_pair` acquires and releases a lease (two calls: its ratio "
+        "is 2 x its ops/s over the baseline's, the same number of round trips).",
         "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode, taken per round "
         "(the baseline ran in the same round, seconds apart) and then the median over the "
         "rounds, so it can differ a little from the ratio of the two ops/s columns. The "
@@ -647,8 +661,9 @@ def run(
             f = Figure.of(op, mode, samples[op, mode])
             # paired: each round's figure over the same round's baseline, then the median,
             # so a burst of background load that slows one round cancels out
+            calls = CALLS.get(op, 1)
             f.ratio = median(
-                o.ops_per_s / b.ops_per_s if b.ops_per_s else 0.0
+                calls * o.ops_per_s / b.ops_per_s if b.ops_per_s else 0.0
                 for o, b in zip(samples[op, mode], samples["baseline", mode], strict=True)
             )
             figures.append(f)

@@ -49,7 +49,7 @@ local function lease_end(lk, hk, dk, ik, ek, bk, id, l, status, actor, at, extra
   l.ended_us = int(at)
   local text = lease_text(l)
   redis.call("HSET", lk, l.scope, text)
-  redis.call("XADD", hk, "*", "l", text)
+  redis.call("XADD", hk, "MAXLEN", "~", 1000, "*", "l", text)  -- history is bounded
   redis.call("ZREM", dk, id .. "\t" .. l.scope .. "\t" .. l.id)
   emit(ik, ek, bk, id, "lease_" .. status, actor,
     '{"lease_id":"' .. l.id .. '","scope":"' .. l.scope .. '","agent_id":'
