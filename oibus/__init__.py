@@ -35,6 +35,7 @@ from .bus.errors import (
 from .bus.events import EventType
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from .bus.retries import FailureRecord, RetryPolicy
 from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
 
@@ -51,6 +52,7 @@ __all__ = [
     "EmbeddedServerError",
     "Event",
     "EventType",
+    "FailureRecord",
     "Intent",
     "IntentClosedError",
     "IntentStatus",
@@ -66,6 +68,7 @@ __all__ = [
     "PatchError",
     "PayloadTooLargeError",
     "ProtocolInfo",
+    "RetryPolicy",
     "ScriptError",
     "StatePatch",
     "ValidationError",
