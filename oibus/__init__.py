@@ -32,6 +32,7 @@ from .bus.errors import (
     ScriptError,
     ValidationError,
 )
+from .bus.costs import CostRecord, CostSummary, CostType
 from .bus.events import EventType
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
@@ -49,6 +50,9 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ConflictError",
+    "CostRecord",
+    "CostSummary",
+    "CostType",
     "EmbeddedServerError",
     "Event",
     "EventType",
