@@ -34,6 +34,17 @@ CAPABILITIES = [
     "idempotent_create",
     "assignment",
     "listing",
+    "leases",
+    "fencing_tokens",
+    "lease_guarded_writes",
+    "arbitration",
+    "decisions",
+    "delegations",
+    "attachments",
+    "costs",
+    "budgets",
+    "retry_policies",
+    "failures",
 ]
 
 

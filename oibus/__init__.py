@@ -11,6 +11,8 @@ one atomic Lua script. Start with ``Client`` (or ``AsyncClient``)::
 """
 
 from ._version import __version__
+from .bus.attachments import Attachment
+from .bus.costs import CostRecord, CostSummary, CostType
 from .bus.errors import (
     AlreadyExistsError,
     BudgetExceededError,
@@ -32,8 +34,8 @@ from .bus.errors import (
     ScriptError,
     ValidationError,
 )
-from .bus.costs import CostRecord, CostSummary, CostType
 from .bus.events import EventType
+from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
 from .bus.retries import FailureRecord, RetryPolicy
@@ -42,7 +44,9 @@ from .sdk import AsyncClient, Client
 
 __all__ = [
     "AlreadyExistsError",
+    "ArbitrationRequest",
     "AsyncClient",
+    "Attachment",
     "BudgetExceededError",
     "BusConnectionError",
     "BusError",
@@ -53,6 +57,8 @@ __all__ = [
     "CostRecord",
     "CostSummary",
     "CostType",
+    "DecisionRecord",
+    "Delegation",
     "EmbeddedServerError",
     "Event",
     "EventType",

@@ -68,6 +68,23 @@ def test_seed_method_names_exist() -> None:
         "assign_agent",
         "unassign_agent",
         "discover",
+        "acquire_lease",
+        "release_lease",
+        "renew_lease",
+        "get_leases",
+        "lease",
+        "request_arbitration",
+        "record_decision",
+        "add_attachment",
+        "get_attachments",
+        "delete_attachment",
+        "record_cost",
+        "get_costs",
+        "get_cost_summary",
+        "set_retry_policy",
+        "get_retry_policy",
+        "record_failure",
+        "get_failures",
     ]:
         assert callable(getattr(Client, name)), name
         assert callable(getattr(AsyncClient, name)), name
