@@ -118,3 +118,9 @@ async def aclient(
     c = AsyncClient(url, **kwargs)  # type: ignore[arg-type]
     yield c
     await c.aclose()
+
+
+@pytest.fixture
+def other(client: Client) -> Client:
+    """A second agent ("rival") on the same bus as ``client``."""
+    return Client(redis=client.redis, agent_id="rival", namespace=client.keyspace.namespace)

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import redis
+from helpers import event_types
 
 from oibus import (
     AsyncClient,
@@ -28,15 +29,6 @@ from oibus.bus.keyspace import Keyspace
 from oibus.bus.registry import default_registry
 
 LUA = Path(__file__).resolve().parent.parent / "lua"
-
-
-@pytest.fixture
-def other(client: Client) -> Client:
-    return Client(redis=client.redis, agent_id="rival", namespace=client.keyspace.namespace)
-
-
-def _types(client: Client, intent_id: str) -> list[str]:
-    return [e.event_type for e in client.get_events(intent_id, limit=1000)]
 
 
 def _footprint(client: Client, raw: redis.Redis, intent_id: str) -> tuple[Any, ...]:
@@ -341,7 +333,7 @@ def test_total_budget(client: Client, raw_redis: redis.Redis) -> None:
     client.record_cost(intent.id, "tokens", 10**6, "tokens")  # other units are not limited
     s = client.get_cost_summary(intent.id)
     assert s.by_unit == {"USD": 1, "tokens": 10**6}
-    assert "budget_exceeded" not in _types(client, intent.id)
+    assert "budget_exceeded" not in event_types(client, intent.id)
 
 
 def test_per_agent_budget(client: Client, other: Client, raw_redis: redis.Redis) -> None:
@@ -476,7 +468,7 @@ def test_alerts_fire_once_per_threshold(client: Client, other: Client) -> None:
     client.record_cost(intent.id, "api_call", 0, "USD")
     assert len(alerts()) == 3
     assert client.get_cost_summary(intent.id).alerts_fired == [50, 80, 100]
-    types = _types(client, intent.id)
+    types = event_types(client, intent.id)
     assert types.count("cost_recorded") == 6
     # the alert follows the cost that crossed it, in the same script
     at = types.index("budget_alert")
@@ -486,7 +478,7 @@ def test_alerts_fire_once_per_threshold(client: Client, other: Client) -> None:
 def test_alerts_without_a_total_limit_are_ignored(client: Client) -> None:
     intent = client.create_intent("t", constraints={"budget": {"alert_threshold_percent": 10}})
     client.record_cost(intent.id, "api_call", 100, "USD")
-    assert "budget_alert" not in _types(client, intent.id)
+    assert "budget_alert" not in event_types(client, intent.id)
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from helpers import event_types
 
 from oibus import (
     AlreadyExistsError,
@@ -32,15 +33,6 @@ from oibus.bus.registry import default_registry
 from oibus.sdk._async.runner import check_one_slot
 
 LUA = Path(__file__).resolve().parent.parent / "lua"
-
-
-@pytest.fixture
-def other(client: Client) -> Client:
-    return Client(redis=client.redis, agent_id="rival", namespace=client.keyspace.namespace)
-
-
-def _types(client: Client, intent_id: str) -> list[str]:
-    return [e.event_type for e in client.get_events(intent_id, limit=1000)]
 
 
 def _footprint(client: Client, raw: redis.Redis, intent_id: str) -> tuple[Any, ...]:
@@ -175,7 +167,7 @@ def test_resolving_twice_is_a_conflict_and_changes_nothing(
     assert info.value.details["status"] == "resolved"
     assert _footprint(client, raw_redis, intent.id) == before
     assert client.get_arbitrations(intent.id) == [first]
-    assert _types(client, intent.id).count("arbitration_resolved") == 1
+    assert event_types(client, intent.id).count("arbitration_resolved") == 1
 
 
 def test_options_and_context_are_kept_verbatim(client: Client, raw_redis: redis.Redis) -> None:

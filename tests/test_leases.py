@@ -9,6 +9,7 @@ import time
 import anyio
 import pytest
 import redis
+from helpers import event_types
 
 from oibus import (
     AsyncClient,
@@ -19,15 +20,6 @@ from oibus import (
     NotFoundError,
     ValidationError,
 )
-
-
-@pytest.fixture
-def other(client: Client) -> Client:
-    return Client(redis=client.redis, agent_id="rival", namespace=client.keyspace.namespace)
-
-
-def _types(client: Client, intent_id: str) -> list[str]:
-    return [e.event_type for e in client.get_events(intent_id, limit=1000)]
 
 
 def test_acquire_returns_a_fenced_lease(client: Client) -> None:
@@ -84,7 +76,7 @@ def test_expiry_is_decided_at_the_edge(client: Client, other: Client) -> None:
     assert [(x.id, x.status) for x in history] == [(lease.id, "expired")]
     second = other.acquire_lease(intent.id, "s", 30)  # at once, no sweep needed
     assert second.fencing_token == 2
-    assert _types(client, intent.id).count("lease_expired") == 1
+    assert event_types(client, intent.id).count("lease_expired") == 1
     with pytest.raises(NotFoundError):  # superseded: no longer addressable by id
         client.renew_lease(intent.id, lease.id, 30)
 
@@ -98,7 +90,7 @@ def test_lease_expired_is_recorded_exactly_once(client: Client) -> None:
     assert client._runner.call(expire) == 1
     assert client._runner.call(expire) == 0
     client.acquire_lease(intent.id, "s", 30)
-    assert _types(client, intent.id).count("lease_expired") == 1
+    assert event_types(client, intent.id).count("lease_expired") == 1
     due = client.redis.zrange(
         client.keyspace.due_leases(client.keyspace.partition(intent.id)), 0, -1
     )
@@ -122,7 +114,7 @@ def test_renew_and_release_by_the_owner_only(client: Client, other: Client) -> N
     with pytest.raises(LeaseConflictError):
         client.renew_lease(intent.id, lease.id, 60)
     assert other.acquire_lease(intent.id, "s", 5).fencing_token == 2
-    assert _types(client, intent.id)[1:] == [
+    assert event_types(client, intent.id)[1:] == [
         "lease_acquired",
         "lease_renewed",
         "lease_released",

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import redis
+from helpers import event_types
 
 from oibus import (
     AsyncClient,
@@ -50,10 +51,6 @@ def _policy(strategy: str, base: int = 1000, cap: int = 60_000, **kw: Any) -> Re
         max_delay_ms=cap,
         **kw,
     )
-
-
-def _types(client: Client, intent_id: str) -> list[str]:
-    return [e.event_type for e in client.get_events(intent_id, limit=1000)]
 
 
 def _record(client: Client, intent_id: str, draw: float, **kw: Any) -> FailureRecord:
@@ -371,7 +368,7 @@ def test_the_policy_script_checks_every_field(
         client._runner.call(Call(call.script, call.keys, args))
     assert info.value.field == field
     assert not raw_redis.exists(client.keyspace.retry_policy(intent.id))
-    assert _types(client, intent.id) == ["intent_created"]
+    assert event_types(client, intent.id) == ["intent_created"]
 
 
 def test_closed_intents_take_no_policy_and_no_failures(client: Client) -> None:
@@ -417,7 +414,7 @@ def test_without_a_policy_nothing_is_retried(client: Client, raw_redis: redis.Re
     records = [client.record_failure(intent.id, "TIMEOUT", f"try {n}") for n in range(3)]
     assert [r.attempt_number for r in records] == [1, 2, 3]
     assert not any(r.will_retry for r in records)
-    assert _types(client, intent.id) == ["intent_created"] + ["failure_recorded"] * 3
+    assert event_types(client, intent.id) == ["intent_created"] + ["failure_recorded"] * 3
     payload = client.get_events(intent.id, event_type="failure_recorded")[0].payload
     assert (payload["will_retry"], payload["reason"], payload["error_code"]) == (
         False,
@@ -435,7 +432,7 @@ def test_the_budget_is_spent_once(client: Client, raw_redis: redis.Redis) -> Non
     )
     records = [client.record_failure(intent.id, error_code="TIMEOUT") for _ in range(5)]
     assert [r.will_retry for r in records] == [True, True, False, False, False]
-    assert _types(client, intent.id)[2:] == [
+    assert event_types(client, intent.id)[2:] == [
         "failure_recorded",
         "retry_scheduled",
         "failure_recorded",
@@ -456,7 +453,7 @@ def test_the_budget_is_spent_once(client: Client, raw_redis: redis.Redis) -> Non
     client.set_retry_policy(intent.id, strategy="fixed", max_retries=6)
     assert client.record_failure(intent.id, "TIMEOUT").attempt_number == 6
     assert not client.record_failure(intent.id, "TIMEOUT").will_retry
-    assert _types(client, intent.id).count("retries_exhausted") == 2
+    assert event_types(client, intent.id).count("retries_exhausted") == 2
     assert exhausted[0].payload["max_retries"] == 2
 
 
@@ -465,7 +462,7 @@ def test_strategy_none_exhausts_at_the_first_failure(client: Client) -> None:
     client.set_retry_policy(intent.id, strategy="none", max_retries=5)
     assert not client.record_failure(intent.id, "TIMEOUT").will_retry
     assert not client.record_failure(intent.id, "TIMEOUT").will_retry
-    assert _types(client, intent.id).count("retries_exhausted") == 1
+    assert event_types(client, intent.id).count("retries_exhausted") == 1
 
 
 def test_only_retryable_codes_are_retried(client: Client) -> None:
@@ -480,7 +477,7 @@ def test_only_retryable_codes_are_retried(client: Client) -> None:
         e.payload["reason"] for e in client.get_events(intent.id, event_type="failure_recorded")
     ]
     assert reasons == ["not_retryable", "scheduled", "scheduled", "not_retryable", "declined"]
-    assert "retries_exhausted" not in _types(client, intent.id)
+    assert "retries_exhausted" not in event_types(client, intent.id)
 
 
 def test_the_due_set(client: Client, raw_redis: redis.Redis) -> None:
