@@ -50,7 +50,15 @@ AGENT = "bench"
 FIELD = "progress"
 EVENT_TYPE = "bench_tick"
 
-OPS = ("baseline", "create_intent", "update_state", "get_intent", "log_event", "lease_pair")
+OPS = (
+    "baseline",
+    "create_intent",
+    "update_state",
+    "get_intent",
+    "log_event",
+    "lease_pair",
+    "record_cost",
+)
 CALLS = {"lease_pair": 2}
 """Round trips per operation: a lease pair is an acquire and a release, so its ratio is
 taken against the baseline's rate for the same number of calls."""
@@ -252,6 +260,9 @@ class Workload:
             lease = c.acquire_lease(intents[k], "bench", 30)
             return c.release_lease(intents[k], lease.id)
 
+        def record_cost(k: int, i: int) -> object:
+            return c.record_cost(intents[k], "tokens", 1500, "tokens", provider="openai")
+
         return {
             "baseline": baseline,
             "create_intent": create_intent,
@@ -259,6 +270,7 @@ class Workload:
             "get_intent": get_intent,
             "log_event": log_event,
             "lease_pair": lease_pair,
+            "record_cost": record_cost,
         }
 
     # async -----------------------------------------------------------------------------
@@ -288,6 +300,9 @@ class Workload:
             lease = await c.acquire_lease(intents[k], "bench", 30)
             return await c.release_lease(intents[k], lease.id)
 
+        async def record_cost(k: int, i: int) -> object:
+            return await c.record_cost(intents[k], "tokens", 1500, "tokens", provider="openai")
+
         return {
             "baseline": baseline,
             "create_intent": create_intent,
@@ -295,6 +310,7 @@ class Workload:
             "get_intent": get_intent,
             "log_event": log_event,
             "lease_pair": lease_pair,
+            "record_cost": record_cost,
         }
 
     def evalsha_stats(self) -> tuple[int, int]:
@@ -494,7 +510,8 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
         "state key); `update_state` sets one top-level key with the version from the previous "
         "reply; `get_intent` reads one intent; `log_event` appends a custom event with a "
         "one-key payload; `lease_pair` acquires and releases a lease (two calls: its ratio "
-        "is 2 x its ops/s over the baseline's, the same number of round trips).",
+        "is 2 x its ops/s over the baseline's, the same number of round trips); "
+        "`record_cost` records a token cost (no budget set).",
         "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode, taken per round "
         "(the baseline ran in the same round, seconds apart) and then the median over the "
         "rounds, so it can differ a little from the ratio of the two ops/s columns. The "
