@@ -62,7 +62,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 from typing import Any, Final
 
@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 MICROS: Final = 1_000_000
+_EXACT = Context(prec=60)
 AMOUNT_MAX_MICROS: Final = 10**15
 """Largest single amount, in micro-units (mirrors ``lua/includes/cost_limits.lua``)."""
 TOTAL_MAX_MICROS: Final = 9 * 10**15
@@ -186,15 +187,14 @@ def micros_of(amount: object, field: str = "amount") -> int:
         raise ValidationError(f"{field} must not be negative", field=field)
     if exact > AMOUNT_MAX:
         raise ValidationError(f"{field} must be at most {AMOUNT_MAX}", field=field)
-    return int((exact * MICROS).to_integral_value(ROUND_HALF_EVEN))
+    # scaleb is exact whatever the caller's decimal context; round once, half to even
+    return int(exact.scaleb(6, _EXACT).to_integral_value(ROUND_HALF_EVEN, _EXACT))
 
 
 def _cost_type(value: object) -> str:
     if isinstance(value, str) and value in _COST_TYPES:
         return str(value)  # a CostType member travels as its plain value
-    raise ValidationError(
-        f"cost_type must be one of {', '.join(CostType)} (got {value!r})", field="cost_type"
-    )
+    raise ValidationError(f"cost_type must be one of {', '.join(CostType)}", field="cost_type")
 
 
 def _unit(value: object) -> str:

@@ -74,8 +74,12 @@ def check_scope(scope: object) -> str:
 
 
 def duration_ms(seconds: object) -> str:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValidationError("duration_seconds must be a number", field="duration_seconds")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0.1 <= seconds <= 86_400  # also refuses NaN, inf and huge ints
+    ):
+        raise ValidationError("duration must be from 0.1 s to 24 h", field="duration_seconds")
     ms = round(seconds * 1000)
     if not 100 <= ms <= 86_400_000:
         raise ValidationError("duration must be from 0.1 s to 24 h", field="duration_seconds")

@@ -185,8 +185,8 @@ def _real(value: object, field: str, low: float, high: float) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or not low <= value <= high  # before isfinite: huge ints overflow float()
         or not math.isfinite(value)
-        or not low <= value <= high
     ):
         raise ValidationError(f"{field} must be a number from {low:g} to {high:g}", field=field)
     return float(value)
@@ -283,9 +283,7 @@ def check_policy(
     (``ValidationError`` with ``field=``) as the script will check it again."""
     check_id(intent_id)
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise ValidationError(
-            f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}", field="strategy"
-        )
+        raise ValidationError(f"unknown strategy; one of {', '.join(STRATEGIES)}", field="strategy")
     base = _delay(base_delay_seconds, base_delay_ms, "base_delay", _DEFAULT_BASE_SECONDS)
     cap = _delay(max_delay_seconds, max_delay_ms, "max_delay", _DEFAULT_MAX_SECONDS)
     if cap < base:

@@ -82,6 +82,11 @@ for n = 1, #ops do
     end
   end
   paths[n] = tokens
+  if op == "remove" and #tokens > 1 and string.find(tokens[#tokens], "^%d+$") then
+    -- removing a list element shifts every later one: for the lease guard it is a write
+    -- to the whole list (a numeric token that names an object key errs on the safe side)
+    paths[n] = {unpack(tokens, 1, #tokens - 1)}
+  end
   local top = tokens[1]
   local before = work[top]
   if before == nil then

@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from ._sync.leases import LeasesMixin
 
 
+@asynccontextmanager
+async def _unwrapped() -> AsyncIterator[None]:
+    """The keeper's task group wraps what the block raises in an ExceptionGroup; the
+    block's own exception is what its caller expects to catch."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
 def _lost(lease: Lease, cause: BaseException) -> LeaseLostError:
     return LeaseLostError(
         f"lease {lease.id} on {lease.scope} of intent {lease.intent_id} could not be "
@@ -40,7 +52,7 @@ async def hold_lease_async(
     lease = await client.acquire_lease(intent_id, scope, duration_seconds)
     lost: list[OpenIntentError] = []
     try:
-        async with anyio.create_task_group() as tg:
+        async with _unwrapped(), anyio.create_task_group() as tg:
 
             async def keep_renewed() -> None:
                 while True:

@@ -553,3 +553,28 @@ def test_cost_limits_match() -> None:
     assert types is not None
     assert set(re.findall(r"(\w+) = true", types.group(1))) == {str(t) for t in costs.CostType}
     assert costs.TOTAL_MAX_MICROS < 2**53
+
+
+def test_large_limits_are_exact_to_the_micro_unit(client: Client) -> None:
+    limit = Decimal("5126934103.096309")
+    intent = client.create_intent("t", constraints={"budget": {"max_total": float(limit)}})
+    client.record_cost(intent.id, "custom", Decimal("999999999.999999"), "USD")
+    rest = limit - Decimal("999999999.999999")
+    for _ in range(4):
+        step = min(rest, Decimal("999999999"))
+        client.record_cost(intent.id, "custom", step, "USD")
+        rest -= step
+    client.record_cost(intent.id, "custom", rest, "USD")  # exactly at the limit: allowed
+    with pytest.raises(BudgetExceededError):
+        client.record_cost(intent.id, "custom", Decimal("0.000001"), "USD")
+    assert client.get_cost_summary(intent.id).total_micros == int(limit * 10**6)
+
+
+def test_amounts_ignore_the_callers_decimal_context(client: Client) -> None:
+    import decimal
+
+    intent = client.create_intent("t")
+    with decimal.localcontext() as ctx:
+        ctx.prec = 6
+        record = client.record_cost(intent.id, "custom", Decimal("1.234567"), "USD")
+    assert record.amount_micros == 1_234_567

@@ -334,3 +334,45 @@ async def test_twenty_agents_race_for_one_scope(aclient: AsyncClient) -> None:
     assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
     for (_, end, _, _), (start, _, _, _) in itertools.pairwise(windows):
         assert end <= start
+
+
+def test_removing_a_list_element_counts_as_writing_the_list(client: Client, other: Client) -> None:
+    intent = client.create_intent("t", state={"items": ["a0", "a1", "a2"]})
+    other.acquire_lease(intent.id, "items.1", 30)
+    for path in ("/items/0", "/items/1"):
+        with pytest.raises(LeaseConflictError):
+            client.patch_state(intent.id, 1, [{"op": "remove", "path": path}])
+    assert client.get_intent(intent.id).state["items"] == ["a0", "a1", "a2"]
+
+
+def test_history_pages_do_not_repeat(client: Client) -> None:
+    intent = client.create_intent("t")
+    ids = []
+    for _ in range(4):
+        lease = client.acquire_lease(intent.id, "s", 30)
+        client.release_lease(intent.id, lease.id)
+        ids.append(lease.id)
+    seen, cursor = [], None
+    while True:
+        page = client.get_leases(intent.id, include_history=True, limit=1, cursor=cursor)
+        seen += [x.id for x in page]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ids
+
+
+@pytest.mark.anyio
+async def test_async_lease_block_errors_come_out_unwrapped(aclient: AsyncClient) -> None:
+    intent = await aclient.create_intent("t")
+    with pytest.raises(KeyError):
+        async with aclient.lease(intent.id, "work", 30):
+            raise KeyError("mine")
+    assert await aclient.get_leases(intent.id) == []
+
+
+@pytest.mark.parametrize("duration", [float("inf"), float("nan"), 1e308, 10**400])
+def test_absurd_durations_are_validation_errors(client: Client, duration: float) -> None:
+    intent = client.create_intent("t")
+    with pytest.raises(ValidationError):
+        client.acquire_lease(intent.id, "s", duration)

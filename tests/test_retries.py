@@ -686,3 +686,10 @@ async def test_async_policy_round_trip(aclient: AsyncClient) -> None:
     assert failure.retry_scheduled_at is not None
     assert failure.retry_scheduled_at - failure.recorded_at == timedelta(milliseconds=500)
     assert await aclient.get_failures(intent.id) == [failure]
+
+
+@pytest.mark.parametrize("field", ["jitter", "backoff_multiplier", "base_delay_seconds"])
+def test_huge_numbers_are_validation_errors(client: Client, field: str) -> None:
+    intent = client.create_intent("t")
+    with pytest.raises(ValidationError):
+        client.set_retry_policy(intent.id, **{field: 10**400})  # type: ignore[arg-type]

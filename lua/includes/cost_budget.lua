@@ -20,7 +20,9 @@ local function cost_limit_micros(v)
   if type(v) ~= "number" or v ~= v or v < 0 or v * 1000000 > COST_TOTAL_MAX_MICROS then
     return nil
   end
-  return math.floor(v * 1000000 + 0.5)
+  -- %.6f rounds the double's exact binary value correctly; v * 1e6 would not (above
+  -- 2^52 it is inexact), so the micro-units are read back from that decimal text
+  return tonumber((string.gsub(string.format("%.6f", v), "%.", "")))
 end
 
 local function cost_budget_error(field, message)

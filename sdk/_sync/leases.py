@@ -67,8 +67,8 @@ class LeasesMixin(ClientBase):
         ended = [decode_lease(fields["l"], intent_id) for _, fields in entries]
         if len(entries) == limit:
             return Page(ended, entries[-1][0])
-        recorded = {x.id for x in ended}
-        tail = [x for x in current if x.status in ("active", "expired") and x.id not in recorded]
+        # still stored as active (live, or expired but not yet recorded): not in the history
+        tail = [x for x in current if x.ended_at is None]
         return Page([*ended, *tail], None)
 
     def lease(
