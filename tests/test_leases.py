@@ -243,8 +243,8 @@ def test_history_pages(client: Client) -> None:
 
 def test_lease_context_manager(client: Client, other: Client) -> None:
     intent = client.create_intent("t")
-    with client.lease(intent.id, "work", duration_seconds=0.3) as lease:
-        time.sleep(0.5)  # longer than the duration: renewals keep it
+    with client.lease(intent.id, "work", duration_seconds=0.9) as lease:
+        time.sleep(1.2)  # longer than the duration: renewals keep it
         assert client.update_state(intent.id, 1, {"work": 1}, lease=lease).version == 2
     assert client.get_leases(intent.id) == []
     with pytest.raises(RuntimeError), client.lease(intent.id, "work", 30):
@@ -279,8 +279,8 @@ async def test_async_lease_block_is_cancelled_when_the_lease_is_lost(
 @pytest.mark.anyio
 async def test_async_lease_renews_and_releases(aclient: AsyncClient) -> None:
     intent = await aclient.create_intent("t")
-    async with aclient.lease(intent.id, "work", 0.3) as lease:
-        await anyio.sleep(0.5)
+    async with aclient.lease(intent.id, "work", 0.9) as lease:
+        await anyio.sleep(1.2)
         intent = await aclient.update_state(intent.id, 1, {"work": 1}, lease=lease)
     assert await aclient.get_leases(intent.id) == []
 
