@@ -71,6 +71,6 @@ def protocol_info(keyspace: Keyspace, server: Mapping[str, Any], version: str) -
         server={
             "engine": engine,
             "version": str(server.get("valkey_version") or server.get("redis_version", "")),
-            "mode": str(server.get("redis_mode", "standalone")),
+            "mode": str(server.get("server_mode") or server.get("redis_mode") or "standalone"),
         },
     )

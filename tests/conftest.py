@@ -1,5 +1,6 @@
 """Test tiers over the same tests: fakeredis (unit), an embedded real engine started for
-the session (contract), and the server at OIBUS_TEST_REDIS_URL when it is set.
+the session (contract), a local three-node Redis Cluster of embedded engines (cluster),
+and the server at OIBUS_TEST_REDIS_URL when it is set.
 
 Every test gets its own namespace, so its keys hash to their own slots and are deleted
 afterwards; nothing here flushes a server."""
@@ -13,11 +14,15 @@ from collections.abc import AsyncIterator, Iterator
 import fakeredis
 import pytest
 import redis
+import redis.cluster
+from cluster import LocalCluster
 
 from oibus import AsyncClient, Client
 from oibus.embedded import EmbeddedServer
 
-BACKENDS = ["fake", "embedded"] + (["env"] if os.environ.get("OIBUS_TEST_REDIS_URL") else [])
+BACKENDS = ["fake", "embedded", "cluster"] + (
+    ["env"] if os.environ.get("OIBUS_TEST_REDIS_URL") else []
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +31,15 @@ def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(params=[pytest.param("asyncio+uvloop", id="uvloop"), "asyncio"])
@@ -53,8 +67,10 @@ def fake_server() -> fakeredis.FakeServer:
     return fakeredis.FakeServer()
 
 
-def _url(backend: str, embedded_url: str) -> str:
-    return embedded_url if backend == "embedded" else os.environ["OIBUS_TEST_REDIS_URL"]
+def _url(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend in ("embedded", "cluster"):
+        return str(request.getfixturevalue(f"{backend}_url"))
+    return os.environ["OIBUS_TEST_REDIS_URL"]
 
 
 @pytest.fixture
@@ -64,9 +80,11 @@ def raw_redis(
     """A plain sync connection to the test's server (for setup and inspection)."""
     if backend == "fake":
         conn: redis.Redis = fakeredis.FakeRedis(server=fake_server, decode_responses=True)
+    elif backend == "cluster":
+        url = _url(backend, request).replace("redis+cluster://", "redis://")
+        conn = redis.cluster.RedisCluster.from_url(url, decode_responses=True)  # type: ignore[assignment]
     else:
-        url = _url(backend, request.getfixturevalue("embedded_url"))
-        conn = redis.Redis.from_url(url, decode_responses=True)
+        conn = redis.Redis.from_url(_url(backend, request), decode_responses=True)
     yield conn
     conn.close()
 
@@ -84,7 +102,7 @@ def _connection_args(
     backend: str, request: pytest.FixtureRequest, namespace: str
 ) -> tuple[str | None, dict[str, object]]:
     """URL (None for fakeredis) and the keyword arguments every test client shares."""
-    url = None if backend == "fake" else _url(backend, request.getfixturevalue("embedded_url"))
+    url = None if backend == "fake" else _url(backend, request)
     return url, {"agent_id": "tester", "namespace": namespace, "slot_guard": True}
 
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import redis.exceptions as rex
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from ...bus.errors import ScriptError
 from ...bus.keyspace import key_slot
@@ -29,7 +30,9 @@ def check_one_slot(call: Call) -> None:
 
 
 class AsyncScriptRunner:
-    def __init__(self, redis: Redis, registry: Registry, *, slot_guard: bool = False) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, registry: Registry, *, slot_guard: bool = False
+    ) -> None:
         self.redis = redis
         self.registry = registry
         self.slot_guard = slot_guard
@@ -68,7 +71,7 @@ class AsyncScriptRunner:
                 # the hot path: no helper coroutine in between
                 return await cast(Any, self.redis).execute_command(*args)
             except rex.NoScriptError:
-                await self._execute("SCRIPT", "LOAD", self.registry[call.script].source)
+                await self._load(call.script)
                 return await self._execute(*args)
         except Exception as exc:
             raise translate(exc, script=True) from exc
@@ -82,7 +85,7 @@ class AsyncScriptRunner:
             replies = await self._pipeline(batch)
             if any(isinstance(r, rex.NoScriptError) for r in replies):
                 for name in {c.script for c in calls}:
-                    await self._execute("SCRIPT", "LOAD", self.registry[name].source)
+                    await self._load(name)
                 replies = await self._pipeline(batch)
         except Exception as exc:
             raise translate(exc) from exc
@@ -94,7 +97,15 @@ class AsyncScriptRunner:
                 cast(Any, pipe).execute_command(*args)
             return list(await pipe.execute(raise_on_error=False))
 
+    async def _load(self, name: str) -> None:
+        """SCRIPT LOAD through the client's own helper: on a cluster it reaches every
+        primary (a raw command would go to one node)."""
+        await cast(Any, self.redis).script_load(self.registry[name].source)
+
     async def load_all(self) -> int:
-        for script in self.registry.values():
-            await self.command("SCRIPT", "LOAD", script.source)
+        try:
+            for name in self.registry:
+                await self._load(name)
+        except Exception as exc:
+            raise translate(exc) from exc
         return len(self.registry)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from ... import _version
 from ...bus.discovery import protocol_info
@@ -26,6 +27,7 @@ from ...bus.registry import default_registry
 from .runner import ScriptRunner
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+CLUSTER_SCHEME = "redis+cluster://"
 
 
 class ClientBase:
@@ -33,9 +35,11 @@ class ClientBase:
 
     ``agent_id`` is recorded as the actor of every event this client causes and is the
     default ``created_by``. The Redis URL comes from the argument, then ``OIBUS_REDIS_URL``,
-    then the local default. Pass ``redis=`` to reuse a configured client (it must decode
-    responses). ``slot_guard`` (default: ``OIBUS_SLOT_GUARD=1``) checks that each script
-    call's keys share one cluster slot; tests turn it on.
+    then the local default; a ``redis+cluster://host:port`` URL connects to a Redis Cluster
+    (any node; the keyspace is cluster-safe, see docs/keyspace.md). Pass ``redis=`` to
+    reuse a configured client or cluster client (it must decode responses). ``slot_guard``
+    (default: ``OIBUS_SLOT_GUARD=1``) checks that each script call's keys share one
+    cluster slot; tests turn it on.
     """
 
     def __init__(
@@ -45,7 +49,7 @@ class ClientBase:
         agent_id: str = "anonymous",
         namespace: str = DEFAULT_NAMESPACE,
         partitions: int = DEFAULT_PARTITIONS,
-        redis: Redis | None = None,
+        redis: Redis | RedisCluster | None = None,
         slot_guard: bool | None = None,
         socket_timeout: float = 10.0,
     ) -> None:
@@ -54,16 +58,26 @@ class ClientBase:
         self._ops = Ops(self.keyspace, agent_id)
         if redis is None:
             url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
-            redis = Redis.from_url(
-                url,
-                decode_responses=True,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                health_check_interval=30,
-            )
+            if url.startswith(CLUSTER_SCHEME):
+                redis = cast(
+                    Any, RedisCluster
+                ).from_url(  # typed in one flavour only
+                    "redis://" + url[len(CLUSTER_SCHEME) :],
+                    decode_responses=True,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout,
+                )
+            else:
+                redis = Redis.from_url(
+                    url,
+                    decode_responses=True,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout,
+                    health_check_interval=30,
+                )
             self._owns_redis = True
         else:
-            if not redis.connection_pool.connection_kwargs.get("decode_responses"):
+            if not cast(Any, redis).get_encoder().decode_responses:
                 raise ConfigurationError("the redis client must be made with decode_responses=True")
             self._owns_redis = False
         self.redis = redis

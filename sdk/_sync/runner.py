@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import redis.exceptions as rex
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from ...bus.errors import ScriptError
 from ...bus.keyspace import key_slot
@@ -30,7 +31,9 @@ def check_one_slot(call: Call) -> None:
 
 
 class ScriptRunner:
-    def __init__(self, redis: Redis, registry: Registry, *, slot_guard: bool = False) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, registry: Registry, *, slot_guard: bool = False
+    ) -> None:
         self.redis = redis
         self.registry = registry
         self.slot_guard = slot_guard
@@ -69,7 +72,7 @@ class ScriptRunner:
                 # the hot path: no helper coroutine in between
                 return cast(Any, self.redis).execute_command(*args)
             except rex.NoScriptError:
-                self._execute("SCRIPT", "LOAD", self.registry[call.script].source)
+                self._load(call.script)
                 return self._execute(*args)
         except Exception as exc:
             raise translate(exc, script=True) from exc
@@ -83,7 +86,7 @@ class ScriptRunner:
             replies = self._pipeline(batch)
             if any(isinstance(r, rex.NoScriptError) for r in replies):
                 for name in {c.script for c in calls}:
-                    self._execute("SCRIPT", "LOAD", self.registry[name].source)
+                    self._load(name)
                 replies = self._pipeline(batch)
         except Exception as exc:
             raise translate(exc) from exc
@@ -95,7 +98,15 @@ class ScriptRunner:
                 cast(Any, pipe).execute_command(*args)
             return list(pipe.execute(raise_on_error=False))
 
+    def _load(self, name: str) -> None:
+        """SCRIPT LOAD through the client's own helper: on a cluster it reaches every
+        primary (a raw command would go to one node)."""
+        cast(Any, self.redis).script_load(self.registry[name].source)
+
     def load_all(self) -> int:
-        for script in self.registry.values():
-            self.command("SCRIPT", "LOAD", script.source)
+        try:
+            for name in self.registry:
+                self._load(name)
+        except Exception as exc:
+            raise translate(exc) from exc
         return len(self.registry)
