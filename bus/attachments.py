@@ -19,10 +19,11 @@ from typing import Any, Final, Literal
 import msgspec
 
 from . import limits
-from .codec import json_text, to_datetime
+from .checks import check_json, check_text
+from .codec import to_datetime
 from .errors import BusError, PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
-from .ops import Call, _text
+from .ops import Call
 
 __all__ = ["ATTACHMENTS_PER_INTENT", "URL_BYTES", "Attachment"]
 
@@ -95,15 +96,7 @@ def check_metadata(metadata: object) -> str:
             if key in _COUNTS:
                 kind = "a non-negative integer"
             raise ValidationError(f"metadata.{key} must be {kind} or None", field="metadata")
-    text = json_text(dict(metadata), "metadata")
-    if len(text.encode()) > limits.TEXT_BYTES:
-        raise PayloadTooLargeError(
-            f"metadata is over {limits.TEXT_BYTES} bytes",
-            field="metadata",
-            limit=limits.TEXT_BYTES,
-            size=len(text.encode()),
-        )
-    return text
+    return check_json(dict(metadata), "metadata", limits.TEXT_BYTES)
 
 
 def _mime(content_type: str | None, mime_type: str | None) -> str:
@@ -168,7 +161,7 @@ def add_attachment(
 ) -> Call:
     check_id(intent_id)
     check_id(attachment_id, "attachment_id")
-    _text(filename, "filename", limits.TITLE_BYTES)
+    check_text(filename, "filename", limits.TITLE_BYTES)
     if _CONTROL.search(filename):
         raise ValidationError("filename must not hold control characters", field="filename")
     mime = _mime(content_type, mime_type)
@@ -189,13 +182,13 @@ def add_attachment(
     else:
         source = "url"
         content = ""
-        url = _text(storage_url, "storage_url", URL_BYTES)
+        url = check_text(storage_url, "storage_url", URL_BYTES)
         if _URL.fullmatch(url) is None:
             raise ValidationError(
                 "storage_url must be an absolute URL (scheme:...)", field="storage_url"
             )
         size_text = "" if size is None else str(size)
-    desc = "" if description is None else _text(description, "description", limits.TEXT_BYTES)
+    desc = "" if description is None else check_text(description, "description", limits.TEXT_BYTES)
     meta = check_metadata(metadata)
     ik, _, ek, bk = ks.intent_keys(intent_id)
     return Call(

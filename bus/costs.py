@@ -68,8 +68,9 @@ from typing import Any, Final
 
 import msgspec
 
-from .codec import json_text, to_datetime
-from .errors import PayloadTooLargeError, ValidationError
+from .checks import check_json, check_text
+from .codec import to_datetime
+from .errors import ValidationError
 from .keyspace import Keyspace, check_id
 from .ops import Call
 
@@ -206,15 +207,7 @@ def _unit(value: object) -> str:
 def _provider(value: object) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or not value:
-        raise ValidationError("provider must be a non-empty string (or None)", field="provider")
-    try:
-        size = len(value.encode())
-    except UnicodeEncodeError:
-        raise ValidationError("provider is not valid text", field="provider") from None
-    if size > 128:
-        raise ValidationError("provider must be at most 128 bytes", field="provider")
-    return value
+    return check_text(value, "provider", 128)
 
 
 def _metadata(value: object) -> str:
@@ -222,16 +215,7 @@ def _metadata(value: object) -> str:
         return "{}"
     if not isinstance(value, Mapping):
         raise ValidationError("metadata must be a mapping", field="metadata")
-    text = json_text(dict(value), "metadata")
-    size = len(text.encode())
-    if size > METADATA_BYTES:
-        raise PayloadTooLargeError(
-            f"metadata is over {METADATA_BYTES} bytes",
-            field="metadata",
-            limit=METADATA_BYTES,
-            size=size,
-        )
-    return text
+    return check_json(dict(value), "metadata", METADATA_BYTES)
 
 
 def record_cost_call(

@@ -19,10 +19,11 @@ from typing import Any, Final, Literal
 import msgspec
 
 from . import limits
+from .checks import check_text
 from .codec import json_text, to_datetime, to_micros
 from .errors import BusError, PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
-from .ops import Call, _text
+from .ops import Call
 
 __all__ = [
     "ARBITRATIONS_PER_INTENT",
@@ -140,7 +141,7 @@ def _payload(field: str, *texts: str) -> None:
 
 
 def _optional(value: str | None, field: str, max_bytes: int) -> str:
-    return "" if value is None else _text(value, field, max_bytes)
+    return "" if value is None else check_text(value, field, max_bytes)
 
 
 def check_arbitration_status(status: object) -> ArbitrationStatus | None:
@@ -174,7 +175,7 @@ def check_scope(scope: object) -> str:
             if key == "intents":
                 check_id(item, "scope")
             else:
-                _text(item, f"scope.actions[{n}]", 128)
+                check_text(item, f"scope.actions[{n}]", 128)
         out[key] = list(items)
     if not out["intents"] and not out["actions"]:
         raise ValidationError("scope names no intents and no actions", field="scope")
@@ -198,7 +199,7 @@ def request_arbitration(
 ) -> Call:
     check_id(intent_id)
     check_id(arbitration_id, "arbitration_id")
-    _text(reason, "reason", limits.TEXT_BYTES)
+    check_text(reason, "reason", limits.TEXT_BYTES)
     options_text = _json_list(options, "options")
     context_text = _json_object(context, "context")
     _payload("options", options_text, context_text)
@@ -219,7 +220,7 @@ def resolve_arbitration(
 ) -> Call:
     check_id(intent_id)
     check_id(arbitration_id, "arbitration_id")
-    _text(resolution, "resolution", limits.TEXT_BYTES)
+    check_text(resolution, "resolution", limits.TEXT_BYTES)
     return Call(
         "resolve_arbitration",
         _intent_keys(ks, intent_id, ks.arbitrations(intent_id)),
@@ -249,9 +250,9 @@ def record_decision(
 ) -> Call:
     check_id(intent_id)
     check_id(decision_id, "decision_id")
-    _text(decision, "decision", limits.TEXT_BYTES)
-    _text(rationale, "rationale", limits.TEXT_BYTES)
-    decider = _text(decided_by if decided_by is not None else actor, "decided_by", ACTOR_BYTES)
+    check_text(decision, "decision", limits.TEXT_BYTES)
+    check_text(rationale, "rationale", limits.TEXT_BYTES)
+    decider = check_text(decided_by if decided_by is not None else actor, "decided_by", ACTOR_BYTES)
     dtype = _optional(decision_type, "decision_type", ACTOR_BYTES)
     evidence_text = _json_list(evidence, "evidence")
     context_text = _json_object(context, "context")
@@ -287,8 +288,8 @@ def create_delegation(
     delegator: str | None,
 ) -> Call:
     check_id(delegation_id, "delegation_id")
-    giver = _text(delegator if delegator is not None else actor, "delegator", ACTOR_BYTES)
-    _text(delegate, "delegate", ACTOR_BYTES)
+    giver = check_text(delegator if delegator is not None else actor, "delegator", ACTOR_BYTES)
+    check_text(delegate, "delegate", ACTOR_BYTES)
     if giver == delegate:
         raise ValidationError("an agent cannot delegate to itself", field="delegate")
     scope_text = check_scope(scope)
@@ -309,7 +310,7 @@ def create_delegation(
 
 def revoke_delegation(ks: Keyspace, actor: str, delegation_id: str, reason: str) -> Call:
     check_id(delegation_id, "delegation_id")
-    _text(reason, "reason", limits.TEXT_BYTES)
+    check_text(reason, "reason", limits.TEXT_BYTES)
     return Call(
         "revoke_delegation",
         [ks.delegations, ks.delegation_events],

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import limits
+from .checks import check_json, check_text
 from .codec import canonical_digest, encode_state_pairs, json_text
-from .errors import PayloadTooLargeError, ValidationError
+from .errors import ValidationError
 from .events import RESERVED
 from .keyspace import Keyspace, check_id, group_of
 from .statuses import INITIAL, IntentStatus
@@ -26,23 +27,6 @@ class Call:
     script: str
     keys: list[str]
     args: list[str]
-
-
-def _text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:
-    if not isinstance(value, str) or (required and not value):
-        raise ValidationError(f"{field} must be a non-empty string", field=field)
-    try:
-        size = len(value.encode())
-    except UnicodeEncodeError:
-        raise ValidationError(f"{field} is not valid text (lone surrogate)", field=field) from None
-    if size > max_bytes:
-        raise PayloadTooLargeError(
-            f"{field} is over {max_bytes} bytes",
-            field=field,
-            limit=max_bytes,
-            size=size,
-        )
-    return value
 
 
 def _version(version: int | None) -> str:
@@ -118,7 +102,7 @@ def new_intent_id(
     if intent_id is not None:
         return check_id(intent_id)
     if idempotency_key is not None:
-        _text(idempotency_key, "idempotency_key", 256)
+        check_text(idempotency_key, "idempotency_key", 256)
         suffix = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key))
     else:
         suffix = str(uuid.uuid4())
@@ -132,7 +116,7 @@ class Ops:
 
     def __init__(self, keyspace: Keyspace, actor: str) -> None:
         self.keyspace = keyspace
-        self.actor = _text(actor, "agent_id", 256)
+        self.actor = check_text(actor, "agent_id", 256)
 
     def _intent_keys(self, intent_id: str) -> list[str]:
         return list(self.keyspace.intent_keys(check_id(intent_id)))
@@ -152,10 +136,12 @@ class Ops:
         depends_on: Sequence[str] | None,
     ) -> Call:
         ks = self.keyspace
-        _text(title, "title", limits.TITLE_BYTES)
+        check_text(title, "title", limits.TITLE_BYTES)
         if description is not None:
-            _text(description, "description", limits.TEXT_BYTES, required=False)
-        creator = _text(created_by if created_by is not None else self.actor, "created_by", 256)
+            check_text(description, "description", limits.TEXT_BYTES, required=False)
+        creator = check_text(
+            created_by if created_by is not None else self.actor, "created_by", 256
+        )
         initial = _status(status)
         if initial not in INITIAL:
             raise ValidationError("an intent is created as draft or active", field="status")
@@ -270,7 +256,7 @@ class Ops:
 
     def revoke_lease(self, intent_id: str, lease_id: str, reason: str) -> Call:
         check_id(lease_id, "lease_id")
-        _text(reason, "reason", limits.TEXT_BYTES)
+        check_text(reason, "reason", limits.TEXT_BYTES)
         return Call(
             "revoke_lease", self._lease_keys(intent_id), [intent_id, lease_id, reason, self.actor]
         )
@@ -288,7 +274,7 @@ class Ops:
     ) -> Call:
         target = _status(status)
         if reason is not None:
-            _text(reason, "reason", limits.TEXT_BYTES, required=False)
+            check_text(reason, "reason", limits.TEXT_BYTES, required=False)
         keys = [
             *self._intent_keys(intent_id),
             *self.keyspace.status_indexes(self.keyspace.partition(intent_id)),
@@ -300,30 +286,23 @@ class Ops:
         )
 
     def log_event(self, intent_id: str, event_type: str, payload: Mapping[str, Any] | None) -> Call:
-        kind = _text(str(event_type), "event_type", 64)
+        kind = check_text(str(event_type), "event_type", 64)
         if kind in RESERVED:
             raise ValidationError(
                 f"{kind} is recorded by oibus itself and cannot be logged", field="event_type"
             )
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload must be a mapping", field="payload")
-        text = json_text(dict(payload or {}), "payload")
-        if len(text) > limits.PAYLOAD_BYTES:
-            raise PayloadTooLargeError(
-                f"payload is over {limits.PAYLOAD_BYTES} bytes",
-                field="payload",
-                limit=limits.PAYLOAD_BYTES,
-                size=len(text),
-            )
+        text = check_json(dict(payload or {}), "payload", limits.PAYLOAD_BYTES)
         keys = self._intent_keys(intent_id)
         return Call("log_event", [keys[0], keys[2], keys[3]], [intent_id, kind, text, self.actor])
 
     def assign_agent(self, intent_id: str, agent_id: str) -> Call:
-        _text(agent_id, "agent_id", 256)
+        check_text(agent_id, "agent_id", 256)
         return Call("assign_agent", self._intent_keys(intent_id), [intent_id, agent_id, self.actor])
 
     def unassign_agent(self, intent_id: str, agent_id: str) -> Call:
-        _text(agent_id, "agent_id", 256)
+        check_text(agent_id, "agent_id", 256)
         return Call(
             "unassign_agent", self._intent_keys(intent_id), [intent_id, agent_id, self.actor]
         )

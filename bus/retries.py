@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 
 from . import limits
+from .checks import check_text
 from .codec import json_text, to_datetime
 from .errors import BusError, PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
@@ -240,27 +241,11 @@ def _error_codes(value: object) -> list[str] | None:
 
 
 def _code(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"{field}: an error code is a non-empty string", field=field)
-    try:
-        size = len(value.encode())
-    except UnicodeEncodeError:
-        raise ValidationError(f"{field}: not valid text", field=field) from None
-    if size > ERROR_BYTES:
-        raise ValidationError(f"{field}: an error code is at most {ERROR_BYTES} bytes", field=field)
-    return value
+    return check_text(value, field, ERROR_BYTES)
 
 
 def _agent(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"{field} must be a non-empty string", field=field)
-    try:
-        size = len(value.encode())
-    except UnicodeEncodeError:
-        raise ValidationError(f"{field} is not valid text", field=field) from None
-    if size > 256:
-        raise ValidationError(f"{field} is at most 256 bytes", field=field)
-    return value
+    return check_text(value, field, 256)
 
 
 def check_policy(
@@ -393,19 +378,7 @@ def check_failure(
     if code is not None:
         code = _code(code, "error_code")
     message = "" if error_message is None else error_message
-    if not isinstance(message, str):
-        raise ValidationError("error_message must be a string", field="error_message")
-    try:
-        size = len(message.encode())
-    except UnicodeEncodeError:
-        raise ValidationError("error_message is not valid text", field="error_message") from None
-    if size > limits.TEXT_BYTES:
-        raise PayloadTooLargeError(
-            f"error_message is over {limits.TEXT_BYTES} bytes",
-            field="error_message",
-            limit=limits.TEXT_BYTES,
-            size=size,
-        )
+    message = check_text(message, "error_message", limits.TEXT_BYTES, required=False)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValidationError("metadata must be a mapping", field="metadata")
     meta = dict(metadata or {})

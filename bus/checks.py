@@ -1,0 +1,36 @@
+"""Argument checks every capability shares, so that the same kind of bad input gets the
+same error everywhere (and the scripts, which check again, never see what these refuse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import json_text
+from .errors import PayloadTooLargeError, ValidationError
+
+
+def check_text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:
+    """A string of at most ``max_bytes`` UTF-8 bytes (non-empty unless ``required=False``);
+    a lone surrogate cannot be sent as UTF-8 and is refused here, not by redis-py."""
+    if not isinstance(value, str) or (required and not value):
+        raise ValidationError(f"{field} must be a non-empty string", field=field)
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field} is not valid text (lone surrogate)", field=field) from None
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            f"{field} is over {max_bytes} bytes", field=field, limit=max_bytes, size=size
+        )
+    return value
+
+
+def check_json(value: Any, field: str, max_bytes: int) -> str:
+    """``value`` as JSON text of at most ``max_bytes`` bytes."""
+    text = json_text(value, field)
+    size = len(text.encode())
+    if size > max_bytes:
+        raise PayloadTooLargeError(
+            f"{field} is over {max_bytes} bytes", field=field, limit=max_bytes, size=size
+        )
+    return text
