@@ -20,7 +20,7 @@ import msgspec
 
 from . import limits
 from .checks import check_json, check_text
-from .codec import to_datetime
+from .codec import STORED_ERRORS, to_datetime, unreadable
 from .errors import BusError, PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
 from .ops import Call
@@ -251,10 +251,8 @@ def decode_attachment(text: str, intent_id: str) -> Attachment:
             uploaded_by=w.uploaded_by,
             created_at=to_datetime(w.created_us),
         )
-    except (msgspec.MsgspecError, RecursionError, ValueError) as exc:
-        raise BusError(
-            f"an attachment of {intent_id} is stored in a form this SDK cannot read: {exc}"
-        ) from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"an attachment of {intent_id}", exc) from exc
 
 
 def decode_content(text: str, intent_id: str, attachment_id: str) -> bytes:

@@ -130,6 +130,16 @@ def encode_state_pairs(state: Mapping[str, Any]) -> str:
     return json_text(pairs, "state")
 
 
+STORED_ERRORS = (msgspec.MsgspecError, RecursionError, ValueError, KeyError)
+"""What decoding a stored record can raise when it was written around the scripts."""
+
+
+def unreadable(what: str, exc: BaseException) -> BusError:
+    """The error for a stored record this SDK cannot decode: a server-side problem, never
+    the caller's bad input."""
+    return BusError(f"{what} is stored in a form this SDK cannot read: {exc}")
+
+
 _intent_decoder = msgspec.json.Decoder(Intent)
 
 
@@ -140,10 +150,8 @@ def decode_intent(reply: str | None, intent_id: str) -> Intent:
         raise NotFoundError(f"intent {intent_id} does not exist", resource="intent", id=intent_id)
     try:
         return _intent_decoder.decode(reply)
-    except (msgspec.MsgspecError, RecursionError) as exc:
-        raise BusError(
-            f"intent {intent_id} is stored in a form this SDK cannot read: {exc}"
-        ) from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"intent {intent_id}", exc) from exc
 
 
 def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Event:
@@ -193,8 +201,8 @@ def decode_lease(text: str, intent_id: str, now_us: int | None = None) -> Lease:
     its expiry reads as expired (the script would treat it so)."""
     try:
         w = _lease_decoder.decode(text)
-    except msgspec.MsgspecError as exc:
-        raise BusError(f"a lease of {intent_id} is stored in an unreadable form: {exc}") from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"a lease of {intent_id}", exc) from exc
     status = w.status
     if status == "active" and now_us is not None and int(w.expires_us) <= now_us:
         status = "expired"

@@ -20,8 +20,8 @@ import msgspec
 
 from . import limits
 from .checks import check_text
-from .codec import json_text, to_datetime, to_micros
-from .errors import BusError, PayloadTooLargeError, ValidationError
+from .codec import STORED_ERRORS, json_text, to_datetime, to_micros, unreadable
+from .errors import PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
 from .ops import Call
 
@@ -366,10 +366,6 @@ _decision_decoder = msgspec.json.Decoder(_DecisionWire)
 _delegation_decoder = msgspec.json.Decoder(_DelegationWire)
 
 
-def _unreadable(what: str, exc: Exception) -> BusError:
-    return BusError(f"{what} is stored in a form this SDK cannot read: {exc}")
-
-
 def decode_arbitration(text: str, intent_id: str) -> ArbitrationRequest:
     try:
         w = _arbitration_decoder.decode(text)
@@ -387,8 +383,8 @@ def decode_arbitration(text: str, intent_id: str) -> ArbitrationRequest:
             created_at=to_datetime(w.created_us),
             resolved_at=to_datetime(w.resolved_us) if w.resolved_us else None,
         )
-    except (msgspec.MsgspecError, RecursionError, ValueError) as exc:
-        raise _unreadable(f"an arbitration request of {intent_id}", exc) from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"an arbitration request of {intent_id}", exc) from exc
 
 
 def decode_decision(text: str, intent_id: str) -> DecisionRecord:
@@ -407,8 +403,8 @@ def decode_decision(text: str, intent_id: str) -> DecisionRecord:
             alternatives=w.alternatives,
             created_at=to_datetime(w.created_us),
         )
-    except (msgspec.MsgspecError, RecursionError, ValueError) as exc:
-        raise _unreadable(f"a decision record of {intent_id}", exc) from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"a decision record of {intent_id}", exc) from exc
 
 
 def decode_delegation(text: str, now_us: int) -> Delegation:
@@ -434,8 +430,8 @@ def decode_delegation(text: str, now_us: int) -> Delegation:
             revoke_reason=w.reason,
             revoked_at=to_datetime(w.revoked_us) if w.revoked_us else None,
         )
-    except (msgspec.MsgspecError, RecursionError, ValueError) as exc:
-        raise _unreadable("a delegation", exc) from exc
+    except STORED_ERRORS as exc:
+        raise unreadable("a delegation", exc) from exc
 
 
 def server_micros(reply: Any) -> int:

@@ -27,8 +27,8 @@ import msgspec
 
 from . import limits
 from .checks import check_text
-from .codec import json_text, to_datetime
-from .errors import BusError, PayloadTooLargeError, ValidationError
+from .codec import STORED_ERRORS, json_text, to_datetime, unreadable
+from .errors import PayloadTooLargeError, ValidationError
 from .keyspace import Keyspace, check_id
 from .ops import Call
 
@@ -337,8 +337,8 @@ def decode_policy(intent_id: str, fields: Mapping[str, str]) -> RetryPolicy:
             set_by=fields.get("set_by"),
             set_at=to_datetime(fields["set_at"]) if "set_at" in fields else None,
         )
-    except (KeyError, ValueError, msgspec.MsgspecError) as exc:
-        raise BusError(f"the retry policy of {intent_id} is stored in an unreadable form") from exc
+    except STORED_ERRORS as exc:
+        raise unreadable(f"the retry policy of {intent_id}", exc) from exc
 
 
 def pairs(reply: Sequence[str]) -> dict[str, str]:
