@@ -30,20 +30,11 @@ Events: lease_released
 
 local ik, lk, hk, ek, bk, dk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, lease_id, actor = ARGV[1], ARGV[2], ARGV[3]
-local bad_actor = check_actor(actor)
-if bad_actor then return bad_actor end
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
-local l = lease_by_id(lk, lease_id)
-if l == nil then
-  return fail("NOT_FOUND", "intent " .. id .. " has no current lease " .. tostring(lease_id),
-    {resource = "lease", id = lease_id})
-end
-if l.agent_id ~= actor then return lease_conflict(l, "lease " .. lease_id .. " is not yours") end
-if l.status == "released" then return lease_reply(l) end
+local l, err = lease_open(ik, lk, id, lease_id, actor)
+if l == nil then return err end
+if l.agent_id == actor and l.status == "released" then return lease_reply(l) end
 local now = now_us()
-if l.status == "active" and not lease_live(l, now) then return lease_expired_error(l) end
-if l.status ~= "active" then return lease_conflict(l, "lease " .. lease_id .. " is " .. l.status) end
+local not_held = lease_check_held(l, actor, now)
+if not_held then return not_held end
 lease_end(lk, hk, dk, ik, ek, bk, id, l, "released", actor, now)
 return lease_reply(l)

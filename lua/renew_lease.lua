@@ -31,23 +31,14 @@ Events: lease_renewed
 local rcall = redis.call
 local ik, lk, hk, ek, bk, dk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, lease_id, duration, actor = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local bad_actor = check_actor(actor)
-if bad_actor then return bad_actor end
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
 if duration == nil or duration ~= math.floor(duration) or duration < 100 or duration > 86400000 then
   return fail("INVALID", "duration must be from 0.1 s to 24 h", {field = "duration_seconds"})
 end
-local l = lease_by_id(lk, lease_id)
-if l == nil then
-  return fail("NOT_FOUND", "intent " .. id .. " has no current lease " .. tostring(lease_id),
-    {resource = "lease", id = lease_id})
-end
-if l.agent_id ~= actor then return lease_conflict(l, "lease " .. lease_id .. " is not yours") end
+local l, err = lease_open(ik, lk, id, lease_id, actor)
+if l == nil then return err end
 local now = now_us()
-if l.status == "active" and not lease_live(l, now) then return lease_expired_error(l) end
-if l.status ~= "active" then return lease_conflict(l, "lease " .. lease_id .. " is " .. l.status) end
+local not_held = lease_check_held(l, actor, now)
+if not_held then return not_held end
 
 l.expires_us = int(now + duration * 1000)
 rcall("HSET", lk, l.scope, lease_text(l))

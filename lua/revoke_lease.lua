@@ -32,19 +32,11 @@ Events: lease_revoked, lease_expired
 
 local ik, lk, hk, ek, bk, dk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, lease_id, reason, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local bad_actor = check_actor(actor)
-if bad_actor then return bad_actor end
-if not is_id(id) or not key_ends(ik, ":i:" .. id) then
-  return fail("INVALID", "malformed intent id", {field = "intent_id"})
-end
 if not is_text(reason, LIMIT_TEXT_BYTES) then
   return fail("INVALID", "a revocation needs a reason", {field = "reason"})
 end
-local l = lease_by_id(lk, lease_id)
-if l == nil then
-  return fail("NOT_FOUND", "intent " .. id .. " has no current lease " .. tostring(lease_id),
-    {resource = "lease", id = lease_id})
-end
+local l, err = lease_open(ik, lk, id, lease_id, actor)
+if l == nil then return err end
 if l.status ~= "active" then return lease_reply(l) end
 local now = now_us()
 if not lease_live(l, now) then

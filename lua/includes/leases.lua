@@ -2,6 +2,7 @@
 -- @include "now_us"
 -- @include "iso_time"
 -- @include "emit"
+-- @include "validate"
 -- Leases (RFC-0003). One hash per intent, {ns:p}:l:<id>:
 --   <scope>     -> the scope's latest lease (any status) as JSON text; its "fence" is the
 --                  scope's fencing token, so the next lease on the scope continues from it
@@ -79,4 +80,30 @@ local function lease_by_id(lk, lease_id)
   local l = lease_read(lk, scope)
   if l == nil or l.id ~= lease_id then return nil end
   return l
+end
+
+-- lease_open(ik, lk, id, lease_id, actor): the current lease named by lease_id, or nil
+-- and the error reply (bad actor or intent id, or no such current lease). What renew,
+-- release and revoke check before anything else.
+local function lease_open(ik, lk, id, lease_id, actor)
+  local bad_actor = check_actor(actor)
+  if bad_actor then return nil, bad_actor end
+  if not is_id(id) or not key_ends(ik, ":i:" .. id) then
+    return nil, fail("INVALID", "malformed intent id", {field = "intent_id"})
+  end
+  local l = lease_by_id(lk, lease_id)
+  if l == nil then
+    return nil, fail("NOT_FOUND", "intent " .. id .. " has no current lease "
+      .. tostring(lease_id), {resource = "lease", id = lease_id})
+  end
+  return l
+end
+
+-- lease_check_held(l, actor, now): nil when l is the actor's live lease, else the error
+-- reply: not the holder, expired by the server's clock, or already ended
+local function lease_check_held(l, actor, now)
+  if l.agent_id ~= actor then return lease_conflict(l, "lease " .. l.id .. " is not yours") end
+  if l.status == "active" and not lease_live(l, now) then return lease_expired_error(l) end
+  if l.status ~= "active" then return lease_conflict(l, "lease " .. l.id .. " is " .. l.status) end
+  return nil
 end
