@@ -111,8 +111,12 @@ class ClientBase:
         """The partition count decides where every id lives, so all clients of a namespace
         must agree on it: the first client records it, every later one compares."""
         key = self.keyspace.meta
-        self._runner.command("HSETNX", key, "partitions", str(self.keyspace.partitions))
-        stored = self._runner.command("HGET", key, "partitions")
+        _, stored = self._runner.commands(
+            [
+                ("HSETNX", key, "partitions", str(self.keyspace.partitions)),
+                ("HGET", key, "partitions"),
+            ]
+        )  # one round trip
         if stored != str(self.keyspace.partitions):
             raise ConfigurationError(
                 f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "
