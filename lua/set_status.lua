@@ -21,7 +21,9 @@ ARGV:
   [4] reason    free text recorded in the event ("" for none)
   [5] actor     who changes it
 
-Returns: the intent as JSON (includes/snapshot.lua)
+Returns: {the intent as JSON (includes/snapshot.lua), moves}: moves is a JSON array
+  with one array (id, status, version, portfolio ids) for every intent whose status changed
+  (see bus/moves.py)
 Errors: INVALID, TOO_LARGE, NOT_FOUND, CONFLICT, TRANSITION
 Events: status_changed
 ]]
@@ -60,7 +62,7 @@ if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
 end
-local cur, err = open_intent(ik, id, {"status", "created_us"})
+local cur, err = open_intent(ik, id, {"status", "created_us", "pf"})
 if cur == nil then return err end
 local version, from = tonumber(cur[1]), cur[2]
 if expected ~= "" and tonumber(expected) ~= version then
@@ -81,4 +83,5 @@ rcall("HSET", ik, "status", to, "version", version, "updated_at", iso_time(at))
 local payload = '{"from":"' .. from .. '","to":"' .. to .. '","version":' .. version
 if reason ~= "" then payload = payload .. ',"reason":' .. cjson.encode(reason) end
 emit(ik, ek, bk, id, "status_changed", actor, payload .. "}", at)
-return snapshot(ik, sk)
+local moves = '[[' .. cjson.encode(id) .. ',"' .. to .. '",' .. version .. ',' .. (cur[4] or "[]") .. ']]'
+return {snapshot(ik, sk), moves}

@@ -32,6 +32,7 @@ from ...bus.listing import (
     merge_newest,
 )
 from ...bus.models import Event, Intent, Page, StatePatch
+from ...bus.moves import decode_moves
 from ...bus.ops import LeaseRef, new_intent_id
 from .attachments import AsyncAttachmentsMixin
 from .base import AsyncClientBase
@@ -171,7 +172,9 @@ class AsyncClient(
         self, intent_id: str, version: int | None, status: str, reason: str | None = None
     ) -> Intent:
         call = self._ops.set_status(intent_id, version, status, reason)
-        return decode_intent(await self._run(call), intent_id)
+        snapshot, moves = await self._run(call)
+        await self._after_moves(decode_moves(moves))
+        return decode_intent(snapshot, intent_id)
 
     async def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
         call = self._ops.assign_agent(intent_id, agent_id)

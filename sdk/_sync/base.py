@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
+from collections.abc import Sequence
 from typing import Any, Self, cast
 
 from redis import Redis
@@ -22,6 +23,7 @@ from ...bus.discovery import protocol_info
 from ...bus.errors import BusError, ConfigurationError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
 from ...bus.models import ProtocolInfo
+from ...bus.moves import Move
 from ...bus.ops import Call, Ops
 from ...bus.registry import default_registry
 from .runner import ScriptRunner
@@ -123,6 +125,12 @@ class ClientBase:
                 f"was configured with {self.keyspace.partitions}"
             )
         self._meta_checked = True
+
+    def _after_moves(self, moves: Sequence[Move]) -> None:
+        """Called with the status moves of every status-changing call once it succeeded.
+        Portfolio aggregates (other slots) are brought up to date here; the daemon replays
+        the same moves from the bus if this process dies first (see ``oibus.bus.moves``)."""
+        return None
 
     # -- protocol -----------------------------------------------------------------------
     def load_scripts(self) -> int:
