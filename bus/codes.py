@@ -23,6 +23,8 @@ CODES: dict[str, type[e.OpenIntentError]] = {
     "TRANSITION": e.InvalidTransitionError,
     "BUDGET_EXCEEDED": e.BudgetExceededError,
     "CLOSED": e.IntentClosedError,
+    "CYCLE": e.CycleError,
+    "GATED": e.CompletionGateError,
 }
 
 
@@ -46,6 +48,16 @@ def from_reply(text: str) -> e.OpenIntentError:
         )
     if issubclass(cls, e.ConflictError):
         return cls(message, current_version=details.pop("current_version", None), **details)
+    if cls is e.CompletionGateError:
+        # cjson writes an empty list as {}
+        return e.CompletionGateError(
+            message,
+            from_status=details.get("from_status"),
+            to_status=details.get("to_status"),
+            unmet_dependencies=list(details.get("unmet_dependencies") or []),
+            open_children=list(details.get("open_children") or []),
+            open_children_count=int(details.get("open_children_count") or 0),
+        )
     if cls is e.InvalidTransitionError:
         return e.InvalidTransitionError(
             message, from_status=details.get("from_status"), to_status=details.get("to_status")

@@ -82,6 +82,19 @@ class PatchError(ValidationError):
     code = "PATCH"
 
 
+class CycleError(ValidationError):
+    """A dependency would close a cycle (RFC-0002 graphs are acyclic); ``cycle`` is the
+    path, starting and ending with the intent that would depend on itself."""
+
+    code = "CYCLE"
+
+    def __init__(
+        self, message: str, field: str | None = None, cycle: list[str] | None = None
+    ) -> None:
+        super().__init__(message, field=field, cycle=list(cycle or []))
+        self.cycle = list(cycle or [])
+
+
 class PayloadTooLargeError(ValidationError):
     """A value is over a size limit; the limit and the size are in ``details``."""
 
@@ -159,6 +172,34 @@ class InvalidTransitionError(OpenIntentError):
         super().__init__(message, from_status=from_status, to_status=to_status)
         self.from_status = from_status
         self.to_status = to_status
+
+
+class CompletionGateError(InvalidTransitionError):
+    """RFC-0002's gates: an intent completes only after every dependency and every child
+    has, and a blocked intent becomes active only when its dependencies have completed.
+    Carries what still holds it back (``unmet_dependencies``, up to 20 ``open_children``
+    and ``open_children_count``)."""
+
+    code = "GATED"
+
+    def __init__(
+        self,
+        message: str,
+        from_status: str | None = None,
+        to_status: str | None = None,
+        unmet_dependencies: list[str] | None = None,
+        open_children: list[str] | None = None,
+        open_children_count: int = 0,
+    ) -> None:
+        super().__init__(message, from_status=from_status, to_status=to_status)
+        self.unmet_dependencies = list(unmet_dependencies or [])
+        self.open_children = list(open_children or [])
+        self.open_children_count = open_children_count
+        self.details.update(
+            unmet_dependencies=self.unmet_dependencies,
+            open_children=self.open_children,
+            open_children_count=open_children_count,
+        )
 
 
 class IntentClosedError(OpenIntentError):

@@ -133,6 +133,15 @@ class Keyspace:
         """Inline attachment content by attachment id (hash)."""
         return f"{self.tag_of(intent_id)}:ac:{intent_id}"
 
+    def dependents(self, intent_id: str) -> str:
+        """The intents that depend on this one (zset, score 0, by id): the reverse index
+        that makes unblocking and ``get_dependents`` reads of one key, never a scan."""
+        return f"{self.tag_of(intent_id)}:rd:{intent_id}"
+
+    def children(self, intent_id: str) -> str:
+        """The intent's children (the parent index of its partition)."""
+        return f"{self.tag_of(intent_id)}:x:p:{intent_id}"
+
     # -- per partition ------------------------------------------------------------------
     def due_retries(self, partition: int) -> str:
         """Retry due times (zset, µs → intent id): what the daemon's retry loop waits on."""
@@ -160,6 +169,17 @@ class Keyspace:
     def status_indexes(self, partition: int) -> list[str]:
         """One key per status, in lifecycle order: what set_status needs to move an entry."""
         return [self.index_status(partition, s) for s in _STATUSES]
+
+    def graph_hashes(self, partition: int) -> list[str]:
+        """The partition's graph hashes (status mirror, unmet counts, children counts by
+        parent and status, forward edges); see lua/includes/graph.lua."""
+        t = self.tag(partition)
+        return [f"{t}:g:st", f"{t}:g:um", f"{t}:g:ag", f"{t}:g:dep"]
+
+    def graph_tail(self, partition: int) -> list[str]:
+        """What every status-changing graph script declares after its own keys: the bus,
+        the six status indexes and the graph hashes (``graph_ctx`` in graph.lua)."""
+        return [self.bus(partition), *self.status_indexes(partition), *self.graph_hashes(partition)]
 
     # -- namespace-wide -----------------------------------------------------------------
     @property

@@ -24,3 +24,9 @@ PAGE_MAX: Final = 1000
 """Largest page a list call returns."""
 FILTER_SCAN: Final = 10_000
 """Most entries one filtered page reads before it returns what it found and a cursor."""
+DEPENDENTS: Final = 1000
+"""Most intents that may depend on one intent (RFC-0002)."""
+CASCADE: Final = 1000
+"""Most intents one status change may move (unblocked, abandoned by policy or cascade)."""
+GRAPH_WALK: Final = 10_000
+"""Most intents the cycle check of ``add_dependency`` visits."""

@@ -30,6 +30,8 @@ class Intent(msgspec.Struct, frozen=True, kw_only=True):
     parent_intent_id: str | None = None
     depends_on: list[str] = msgspec.field(default_factory=list)
     assigned_agents: list[str] = msgspec.field(default_factory=list)
+    on_dependency_failure: str = "block"
+    cascade_abandon: bool = True
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from . import limits
 from .checks import check_json, check_text
@@ -111,6 +111,24 @@ def new_intent_id(
     return f"{group_of(check_id(colocate_with, 'colocate_with'))}.{suffix}"
 
 
+DEPENDENCY_FAILURE_POLICIES: Final = ("block", "abandon", "ignore")
+"""What happens to an intent when a dependency is abandoned (RFC-0002 leaves it open):
+``block`` (the default) keeps it blocked and records ``dependency_failed``; ``abandon``
+abandons it too; ``ignore`` counts the dependency as satisfied."""
+
+
+def same_group(intent_id: str, other: str, field: str) -> None:
+    """A graph lives in one group, hence one slot, so that one script changes it whole."""
+    if group_of(intent_id) != group_of(other):
+        raise ValidationError(
+            f"{other} is in group {group_of(other)!r} and {intent_id} in "
+            f"{group_of(intent_id)!r}: an intent, its parent and its dependencies share a "
+            "group (the id up to its first '.'); create it with parent_intent_id, or "
+            "colocate_with one of them",
+            field=field,
+        )
+
+
 class Ops:
     """Builds the calls of one client (one keyspace, one acting agent)."""
 
@@ -134,6 +152,9 @@ class Ops:
         confidence: int | None,
         parent_intent_id: str | None,
         depends_on: Sequence[str] | None,
+        on_dependency_failure: str = "block",
+        cascade_abandon: bool = True,
+        assign: str | None = None,
     ) -> Call:
         ks = self.keyspace
         check_text(title, "title", limits.TITLE_BYTES)
@@ -167,16 +188,30 @@ class Ops:
         for dep in deps:
             if check_id(dep, "depends_on") == intent_id:
                 raise ValidationError("an intent cannot depend on itself", field="depends_on")
-        if (
-            parent_intent_id is not None
-            and check_id(parent_intent_id, "parent_intent_id") == intent_id
-        ):
-            raise ValidationError("an intent cannot be its own parent", field="parent_intent_id")
+        if parent_intent_id is not None:
+            if check_id(parent_intent_id, "parent_intent_id") == intent_id:
+                raise ValidationError(
+                    "an intent cannot be its own parent", field="parent_intent_id"
+                )
+            same_group(intent_id, parent_intent_id, "parent_intent_id")
+        if len(set(deps)) != len(deps):
+            raise ValidationError("depends_on lists an id twice", field="depends_on")
+        for dep in deps:
+            same_group(intent_id, dep, "depends_on")
+        if on_dependency_failure not in DEPENDENCY_FAILURE_POLICIES:
+            raise ValidationError(
+                "on_dependency_failure must be block, abandon or ignore",
+                field="on_dependency_failure",
+            )
+        if not isinstance(cascade_abandon, bool):
+            raise ValidationError("cascade_abandon must be True or False", field="cascade_abandon")
         spec: dict[str, Any] = {
             "title": title,
             "created_by": creator,
             "status": str(initial),
             "depends_on": deps,
+            "on_dependency_failure": on_dependency_failure,
+            "cascade_abandon": cascade_abandon,
         }
         if description is not None:
             spec["description"] = description
@@ -184,19 +219,23 @@ class Ops:
             spec["confidence"] = confidence
         if parent_intent_id is not None:
             spec["parent_intent_id"] = parent_intent_id
+        if assign is not None:
+            spec["assign"] = check_text(assign, "assign", 256)
         spec_text = json_text(spec, "spec")
         constraints_text = json_text(dict(constraints or {}), "constraints")
         state_text = encode_state_pairs(state or {})
         digest = canonical_digest(spec, dict(constraints or {}), dict(state or {}))
         p = ks.partition(intent_id)
         keys = [
-            *self._intent_keys(intent_id),
+            ks.intent(intent_id),
+            ks.state(intent_id),
+            ks.events(intent_id),
             ks.index_all(p),
-            ks.index_status(p, initial),
             ks.index_creator(p, creator),
+            ks.children(parent_intent_id if parent_intent_id is not None else intent_id),
+            *ks.graph_tail(p),
+            *(ks.dependents(dep) for dep in deps),
         ]
-        if parent_intent_id is not None:
-            keys.append(ks.index_parent(p, parent_intent_id))
         return Call(
             "create_intent",
             keys,
@@ -270,19 +309,63 @@ class Ops:
         return Call("get_leases", [self.keyspace.leases(check_id(intent_id))], [])
 
     def set_status(
-        self, intent_id: str, version: int | None, status: str, reason: str | None
+        self,
+        intent_id: str,
+        version: int | None,
+        status: str,
+        reason: str | None,
+        related: Sequence[str] = (),
     ) -> Call:
+        """``related``: the other intents of the graph whose keys the call declares, for
+        the moves the change causes (the script names the ones it needs; see
+        graph.lua)."""
+        ks = self.keyspace
         target = _status(status)
         if reason is not None:
             check_text(reason, "reason", limits.TEXT_BYTES, required=False)
+        check_id(intent_id)
         keys = [
-            *self._intent_keys(intent_id),
-            *self.keyspace.status_indexes(self.keyspace.partition(intent_id)),
+            ks.intent(intent_id),
+            ks.state(intent_id),
+            ks.events(intent_id),
+            ks.dependents(intent_id),
+            ks.children(intent_id),
+            *ks.graph_tail(ks.partition(intent_id)),
         ]
+        for other in related:
+            keys += [ks.intent(other), ks.events(other), ks.dependents(other), ks.children(other)]
         return Call(
             "set_status",
             keys,
-            [intent_id, _version(version), str(target), reason or "", self.actor],
+            [
+                intent_id,
+                _version(version),
+                str(target),
+                reason or "",
+                self.actor,
+                json_text(list(related), "related"),
+            ],
+        )
+
+    def set_dependency(
+        self, op: str, intent_id: str, dependency_id: str, version: int | None
+    ) -> Call:
+        ks = self.keyspace
+        check_id(intent_id)
+        if check_id(dependency_id, "dependency_id") == intent_id:
+            raise ValidationError("an intent cannot depend on itself", field="dependency_id")
+        same_group(intent_id, dependency_id, "dependency_id")
+        keys = [
+            ks.intent(intent_id),
+            ks.state(intent_id),
+            ks.events(intent_id),
+            ks.dependents(dependency_id),
+            *ks.graph_tail(ks.partition(intent_id)),
+        ]
+        return Call(
+            "set_dependency",
+            keys,
+            [op, intent_id, dependency_id, _version(version), self.actor],
         )
 
     def log_event(self, intent_id: str, event_type: str, payload: Mapping[str, Any] | None) -> Call:

@@ -7,29 +7,44 @@ Invariants:
     the same id is EXISTS and writes nothing
   - every input is checked here before the first write; version starts at 1
   - the intent, its indexes and its intent_created event are written together
+  - graphs stay in one group: the parent and every dependency must exist, share the
+    id's group and be open (a parent) or not abandoned (a dependency, unless its policy
+    is to ignore failed dependencies); an intent asked to start active with unmet
+    dependencies starts blocked
 
 KEYS:
   [1] intent      hash   {ns:p}:i:<id>
   [2] state       hash   {ns:p}:s:<id>
   [3] events      stream {ns:p}:e:<id>
-  [4] bus         stream {ns:p}:bus
-  [5] ix_all      zset   {ns:p}:x:all
-  [6] ix_status   zset   {ns:p}:x:s:<status>
-  [7] ix_creator  zset   {ns:p}:x:c:<created_by>
-  [8+] ix_parent  zset   {ns:p}:x:p:<parent_intent_id>   (only when a parent is given)
+  [4] ix_all      zset   {ns:p}:x:all
+  [5] ix_creator  zset   {ns:p}:x:c:<created_by>
+  [6] ix_parent   zset   {ns:p}:x:p:<parent_intent_id> (without a parent: {ns:p}:x:p:<id>, unused)
+  [7] bus         stream {ns:p}:bus
+  [8] ix_draft      zset   {ns:p}:x:s:draft
+  [9] ix_active     zset   {ns:p}:x:s:active
+  [10] ix_blocked    zset   {ns:p}:x:s:blocked
+  [11] ix_suspended  zset   {ns:p}:x:s:suspended_awaiting_input
+  [12] ix_completed  zset   {ns:p}:x:s:completed
+  [13] ix_abandoned  zset   {ns:p}:x:s:abandoned
+  [14] g_status    hash   {ns:p}:g:st (id -> status)
+  [15] g_unmet     hash   {ns:p}:g:um (id -> unmet dependencies)
+  [16] g_counts    hash   {ns:p}:g:ag (parent:status -> children)
+  [17] g_deps      hash   {ns:p}:g:dep (id -> depends_on)
+  [18+] dependents zset  {ns:p}:rd:<dependency>, one per depends_on id, in order
 
 ARGV:
   [1] id           the intent id (generated or chosen by the caller)
   [2] spec         JSON object: title, description?, created_by, status, confidence?,
-                   parent_intent_id?, depends_on (list of ids)
+                   parent_intent_id?, depends_on (list of ids), on_dependency_failure
+                   (block|abandon|ignore), cascade_abandon (bool), assign (agent id)?
   [3] constraints  JSON object text, stored verbatim
   [4] state        JSON list of [top-level key, JSON value text] pairs
   [5] digest       fingerprint of the create request, for idempotent retries
   [6] actor        who creates it
 
 Returns: {created (1|0), the intent as JSON (includes/snapshot.lua)}
-Errors: INVALID, TOO_LARGE, EXISTS
-Events: intent_created
+Errors: INVALID, TOO_LARGE, EXISTS, NOT_FOUND, CLOSED
+Events: intent_created, agent_assigned
 ]]
 -- @include "fail"
 -- @include "now_us"
@@ -37,12 +52,12 @@ Events: intent_created
 -- @include "limits"
 -- @include "validate"
 -- @include "json_text"
--- @include "emit"
+-- @include "graph"
 -- @include "snapshot"
 
 local rcall = redis.call
-local ik, sk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ix_all, ix_status, ix_creator, ix_parent = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local ik, sk, ek = KEYS[1], KEYS[2], KEYS[3]
+local ix_all, ix_creator, ix_parent = KEYS[4], KEYS[5], KEYS[6]
 local id, digest, actor = ARGV[1], ARGV[5], ARGV[6]
 
 local bad_actor = check_actor(actor)
@@ -81,9 +96,8 @@ local status = spec.status
 if status ~= "draft" and status ~= "active" then
   return fail("INVALID", "an intent is created as draft or active", {field = "status"})
 end
-if not key_ends(ix_status, ":x:s:" .. status) then
-  return fail("INVALID", "status index key does not match the status", {field = "status"})
-end
+local G = graph_ctx(7)
+if G == nil then return bad_graph_keys() end
 local confidence = spec.confidence
 if confidence ~= nil and not (type(confidence) == "number" and confidence == math.floor(confidence)
     and confidence >= 0 and confidence <= 100) then
@@ -94,22 +108,74 @@ if parent ~= nil then
   if not is_id(parent) or parent == id then
     return fail("INVALID", "parent_intent_id must be another intent's id", {field = "parent_intent_id"})
   end
-  if ix_parent == nil or not key_ends(ix_parent, ":x:p:" .. parent) then
+  if not key_ends(ix_parent, ":x:p:" .. parent) then
     return fail("INVALID", "parent index key does not match parent_intent_id",
       {field = "parent_intent_id"})
   end
+  if group_of(parent) ~= group_of(id) then
+    return fail("INVALID", "a child must share its parent's group (the id up to its first "
+      .. "\".\"): create it with parent_intent_id and no other colocation", {field = "parent_intent_id"})
+  end
+  local parent_status = redis.call("HGET", G.st, parent)
+  if not parent_status then
+    return fail("NOT_FOUND", "parent intent " .. parent .. " does not exist", {id = parent})
+  end
+  if TERMINAL[parent_status] then
+    return fail("CLOSED", "parent intent " .. parent .. " is " .. parent_status
+      .. " and takes no new children", {status = parent_status})
+  end
+elseif not key_ends(ix_parent, ":x:p:" .. id) then
+  return fail("INVALID", "parent index key does not match the id", {field = "parent_intent_id"})
 end
 local deps = spec.depends_on
 if type(deps) ~= "table" or #deps > LIMIT_DEPENDS_ON then
   return fail("INVALID", "depends_on must be a list of at most " .. LIMIT_DEPENDS_ON .. " ids",
     {field = "depends_on"})
 end
+local policy = spec.on_dependency_failure
+if policy ~= "block" and policy ~= "abandon" and policy ~= "ignore" then
+  return fail("INVALID", "on_dependency_failure must be block, abandon or ignore",
+    {field = "on_dependency_failure"})
+end
+if type(spec.cascade_abandon) ~= "boolean" then
+  return fail("INVALID", "cascade_abandon must be true or false", {field = "cascade_abandon"})
+end
+local assign = spec.assign
+if assign ~= nil and not is_text(assign, 256) then
+  return fail("INVALID", "assign must be a non-empty string of at most 256 bytes", {field = "assign"})
+end
+if #KEYS ~= 17 + #deps then
+  return fail("INVALID", "expected one dependents key per dependency", {field = "keys"})
+end
+local unmet, listed = 0, {}
 for n = 1, #deps do
-  if not is_id(deps[n]) or deps[n] == id then
+  local dep = deps[n]
+  if not is_id(dep) or dep == id then
     return fail("INVALID", "depends_on[" .. (n - 1) .. "] must be another intent's id",
       {field = "depends_on"})
   end
+  if listed[dep] then
+    return fail("INVALID", "depends_on lists " .. dep .. " twice", {field = "depends_on"})
+  end
+  listed[dep] = true
+  if group_of(dep) ~= group_of(id) or not key_ends(KEYS[17 + n], ":rd:" .. dep) then
+    return fail("INVALID", "dependency " .. dep .. " is in another group: an intent and its "
+      .. "dependencies share a group (the id up to its first \".\")", {field = "depends_on"})
+  end
+  local dep_status = redis.call("HGET", G.st, dep)
+  if not dep_status then
+    return fail("NOT_FOUND", "dependency " .. dep .. " does not exist", {id = dep})
+  end
+  if dep_status == "abandoned" and policy ~= "ignore" then
+    return fail("INVALID", "dependency " .. dep .. " is abandoned", {field = "depends_on"})
+  end
+  if redis.call("ZCARD", KEYS[17 + n]) >= LIMIT_DEPENDENTS then
+    return fail("TOO_LARGE", "intent " .. dep .. " already has " .. LIMIT_DEPENDENTS .. " dependents",
+      {field = "depends_on", limit = LIMIT_DEPENDENTS})
+  end
+  if edge_counts(dep_status, policy) then unmet = unmet + 1 end
 end
+if status == "active" and unmet > 0 then status = "blocked" end
 local constraints = ARGV[3]
 if #constraints > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "constraints are over " .. LIMIT_TEXT_BYTES .. " bytes",
@@ -145,10 +211,13 @@ local at = now_us()
 local stamp = iso_time(at)
 local deps_json = "[]"
 if #deps > 0 then deps_json = cjson.encode(deps) end
+local agents_json = "[]"
+if assign ~= nil then agents_json = cjson.encode({assign}) end
 local fields = {"id", id, "title", spec.title, "created_by", spec.created_by, "status", status,
   "constraints", constraints, "version", 1, "created_us", int(at), "created_at", stamp,
   "updated_at", stamp,
-  "depends_on", deps_json, "agents", "[]", "seq", 0, "ssize", size, "digest", digest}
+  "depends_on", deps_json, "agents", agents_json, "seq", 0, "ssize", size, "digest", digest,
+  "on_dep_fail", policy, "cascade", spec.cascade_abandon and "1" or "0"}
 if description ~= nil then
   fields[#fields + 1] = "description"
   fields[#fields + 1] = description
@@ -169,15 +238,28 @@ end
 
 local member = string.format("%016.0f", at) .. ":" .. id
 rcall("ZADD", ix_all, 0, member)
-rcall("ZADD", ix_status, 0, member)
+rcall("ZADD", G.ix[status], 0, member)
 rcall("ZADD", ix_creator, 0, member)
-if parent ~= nil then rcall("ZADD", ix_parent, 0, member) end
+rcall("HSET", G.st, id, status)
+if unmet > 0 then rcall("HSET", G.um, id, unmet) end
+if #deps > 0 then
+  rcall("HSET", G.dep, id, deps_json)
+  for n = 1, #deps do rcall("ZADD", KEYS[17 + n], 0, id) end
+end
+if parent ~= nil then
+  rcall("ZADD", ix_parent, 0, member)
+  rcall("HINCRBY", G.ag, parent .. ":" .. status, 1)
+end
 
 local payload = {'{"title":', cjson.encode(spec.title), ',"status":"', status,
   '","created_by":', cjson.encode(spec.created_by), ',"constraints":', constraints,
   ',"depends_on":', deps_json, ',"state":{', table.concat(state_items, ","), '}'}
 if parent ~= nil then payload[#payload + 1] = ',"parent_intent_id":' .. cjson.encode(parent) end
 payload[#payload + 1] = "}"
-emit(ik, ek, bk, id, "intent_created", actor, table.concat(payload), at)
+emit(ik, ek, G.bk, id, "intent_created", actor, table.concat(payload), at)
+if assign ~= nil then
+  emit(ik, ek, G.bk, id, "agent_assigned", actor,
+    '{"agent_id":' .. cjson.encode(assign) .. ',"version":1}', at)
+end
 
 return {1, snapshot(ik, sk)}

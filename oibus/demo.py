@@ -28,9 +28,7 @@ def run_demo(client: Client, echo: Callable[[str], None] = print) -> list[Intent
         {"deadline": "2026-12-01", "max_cost": 50.0},
         state={"progress": 0, "sources": []},
     )
-    write = client.create_intent(
-        "Write the summary", parent_intent_id=research.id, depends_on=[research.id]
-    )
+    write = client.create_intent("Write the summary", depends_on=[research.id])
     echo("created:")
     echo(_line(research))
     echo(_line(write))
@@ -55,8 +53,10 @@ def run_demo(client: Client, echo: Callable[[str], None] = print) -> list[Intent
     research = client.update_state(research.id, research.version, {"progress": 1.0})
     research = client.set_status(research.id, research.version, "completed", reason="done")
 
+    write = client.get_intent(write.id)  # unblocked by research's completion
     echo("now:")
     echo(_line(research))
+    echo(_line(write))
     echo(f"  state: {msgspec.json.encode(research.state).decode()}")
     echo(f"event log of {research.id}:")
     for event in client.get_events(research.id):

@@ -155,7 +155,7 @@ def test_script_checks_the_creator_index_key(client: Client, raw_redis: redis.Re
         depends_on=None,
     )
     keys = list(call.keys)
-    keys[6] = client.keyspace.index_creator(client.keyspace.partition("raw-3"), "someone")
+    keys[4] = client.keyspace.index_creator(client.keyspace.partition("raw-3"), "someone")
     with pytest.raises(ValidationError):
         client._runner.call(Call(call.script, keys, call.args))
     assert client._runner.call(call)[0] == 1

@@ -17,13 +17,15 @@ from oibus.bus import limits
 
 
 def test_create_returns_every_field(client: Client) -> None:
+    dep = client.create_intent("Gather the data")
+    dep = client.set_status(dep.id, dep.version, "completed")
     intent = client.create_intent(
         "Research market trends",
         "Analyze Q4 data",
         {"deadline": "2024-02-01", "max_cost": 50.0},
         state={"progress": 0, "notes": [], "big": 12345678901234567},
         confidence=80,
-        depends_on=["other-1"],
+        depends_on=[dep.id],
     )
     assert intent.title == "Research market trends"
     assert intent.description == "Analyze Q4 data"
@@ -33,7 +35,8 @@ def test_create_returns_every_field(client: Client) -> None:
     assert intent.version == 1
     assert intent.confidence == 80
     assert intent.created_by == "tester"
-    assert intent.depends_on == ["other-1"]
+    assert intent.depends_on == [dep.id]
+    assert intent.id.startswith(dep.id + ".")  # a dependent joins its dependency's group
     assert intent.parent_intent_id is None
     assert intent.created_at == intent.updated_at
     assert intent.created_at.tzinfo is not None
@@ -154,8 +157,11 @@ def test_children_share_their_parents_slot(client: Client) -> None:
     assert child.parent_intent_id == parent.id
     assert child.id.startswith(parent.id + ".")
     assert client.keyspace.tag_of(child.id) == client.keyspace.tag_of(parent.id)
-    apart = client.create_intent("apart", parent_intent_id=parent.id, colocate_with="elsewhere")
-    assert apart.id.startswith("elsewhere.")
+    # a graph never leaves its group: a child elsewhere is refused and nothing is made
+    with pytest.raises(ValidationError) as info:
+        client.create_intent("apart", parent_intent_id=parent.id, colocate_with="elsewhere")
+    assert info.value.field == "parent_intent_id"
+    assert [c.id for c in client.get_children(parent.id)] == [child.id]
 
 
 def test_list_pages_newest_first_without_overlap(client: Client) -> None:

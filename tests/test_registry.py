@@ -95,6 +95,20 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         ops.expire_lease("i", "a", "l1"),
         ops.get_leases("i"),
         ops.set_status("i", 1, "completed", None),
+        ops.set_status("i.x", 1, "completed", None, related=["i.y", "i.z"]),
+        ops.set_dependency("add", "i.x", "i.y", 1),
+        ops.create_intent(
+            "p.j",
+            title="t",
+            description=None,
+            constraints=None,
+            state=None,
+            created_by=None,
+            status="active",
+            confidence=None,
+            parent_intent_id="p",
+            depends_on=["p.a", "p.b"],
+        ),
         ops.log_event("i", "comment", {}),
         ops.assign_agent("i", "a"),
         ops.unassign_agent("i", "a"),
@@ -106,7 +120,9 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         else:
             assert len(call.keys) == len(header.keys), call.script
         assert len(call.args) == len(header.argv), call.script
-    assert len(next(c for c in calls if c.script == "set_status").keys) == 4 + len(IntentStatus)
+    status_calls = [c for c in calls if c.script == "set_status"]
+    assert [len(c.keys) for c in status_calls] == [16, 16 + 2 * 4]
+    assert len(calls[-4].keys) == 17 + 2
 
 
 def test_includes_expand_once_and_cycles_are_named() -> None:

@@ -5,7 +5,7 @@
 local function snapshot(ik, sk)
   local f = redis.call("HMGET", ik, "id", "title", "description", "created_by", "status",
     "constraints", "confidence", "version", "created_at", "updated_at", "parent_intent_id",
-    "depends_on", "agents")
+    "depends_on", "agents", "on_dep_fail", "cascade")
   if not f[1] then return false end
   local out = {'{"id":', cjson.encode(f[1]), ',"title":', cjson.encode(f[2])}
   if f[3] then
@@ -18,7 +18,9 @@ local function snapshot(ik, sk)
   out[#out + 1] = ',"version":' .. f[8] .. ',"created_at":"' .. f[9]
     .. '","updated_at":"' .. f[10] .. '"'
   if f[11] then out[#out + 1] = ',"parent_intent_id":' .. cjson.encode(f[11]) end
-  out[#out + 1] = ',"depends_on":' .. f[12] .. ',"assigned_agents":' .. f[13] .. ',"state":{'
+  out[#out + 1] = ',"depends_on":' .. f[12] .. ',"assigned_agents":' .. f[13]
+    .. ',"on_dependency_failure":"' .. (f[14] or "block") .. '","cascade_abandon":'
+    .. (f[15] == "0" and "false" or "true") .. ',"state":{'
   local s = redis.call("HGETALL", sk)
   local items = {}
   for n = 1, #s, 2 do items[#items + 1] = cjson.encode(s[n]) .. ":" .. s[n + 1] end

@@ -23,7 +23,8 @@ from ...bus.codec import (
     to_datetime,
     to_micros,
 )
-from ...bus.errors import NotFoundError
+from ...bus.errors import NotFoundError, PayloadTooLargeError
+from ...bus.graphs import CASCADE_ROUNDS, decode_ids
 from ...bus.keyspace import check_id
 from ...bus.listing import (
     check_cursor,
@@ -39,11 +40,13 @@ from .attachments import AttachmentsMixin
 from .base import ClientBase
 from .costs import CostsMixin
 from .governance import GovernanceMixin
+from .graphs import GraphsMixin
 from .leases import LeasesMixin
 from .retries import RetriesMixin
 
 
 class Client(
+    GraphsMixin,
     LeasesMixin,
     CostsMixin,
     RetriesMixin,
@@ -69,15 +72,28 @@ class Client(
         intent_id: str | None = None,
         idempotency_key: str | None = None,
         colocate_with: str | None = None,
+        on_dependency_failure: str = "block",
+        cascade_abandon: bool = True,
+        assign: str | None = None,
     ) -> Intent:
         """Create an intent. Retrying with the same ``intent_id`` or ``idempotency_key`` and
         the same content returns the intent the first attempt made; the same id with other
-        content raises AlreadyExistsError. Children colocate with their parent (same slot)
-        unless ``colocate_with`` says otherwise."""
+        content raises AlreadyExistsError.
+
+        Graphs (RFC-0002) stay in one group, so a new id joins the group of its parent,
+        else of its first dependency, unless ``colocate_with`` or ``intent_id`` say
+        otherwise (a parent or dependency in another group is a ValidationError). With
+        unmet dependencies an intent asked to start ``active`` starts ``blocked`` and
+        becomes active when the last one completes. ``on_dependency_failure`` (block,
+        abandon, ignore) says what an abandoned dependency does to it;
+        ``cascade_abandon`` whether abandoning it abandons its open children.
+        ``assign`` assigns an agent in the same step."""
+        if colocate_with is None:
+            colocate_with = parent_intent_id
+            if colocate_with is None and depends_on and not isinstance(depends_on, str):
+                colocate_with = next(iter(depends_on))
         new_id = new_intent_id(
-            intent_id=intent_id,
-            idempotency_key=idempotency_key,
-            colocate_with=colocate_with if colocate_with is not None else parent_intent_id,
+            intent_id=intent_id, idempotency_key=idempotency_key, colocate_with=colocate_with
         )
         call = self._ops.create_intent(
             new_id,
@@ -90,9 +106,49 @@ class Client(
             confidence=confidence,
             parent_intent_id=parent_intent_id,
             depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+            cascade_abandon=cascade_abandon,
+            assign=assign,
         )
         reply = self._run(call)
         return decode_intent(reply[1], new_id)
+
+    def create_child_intent(
+        self,
+        parent_id: str,
+        title: str,
+        description: str | None = None,
+        constraints: Mapping[str, Any] | None = None,
+        *,
+        depends_on: Sequence[str] | None = None,
+        assign: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+        status: str = "active",
+        confidence: int | None = None,
+        intent_id: str | None = None,
+        idempotency_key: str | None = None,
+        on_dependency_failure: str = "block",
+        cascade_abandon: bool = True,
+    ) -> Intent:
+        """A child of ``parent_id`` in its group (RFC-0002): it counts in the parent's
+        aggregate status and must complete before the parent can. See ``create_intent``."""
+        return self.create_intent(
+            title,
+            description,
+            constraints,
+            state=state,
+            created_by=created_by,
+            status=status,
+            confidence=confidence,
+            parent_intent_id=parent_id,
+            depends_on=depends_on,
+            intent_id=intent_id,
+            idempotency_key=idempotency_key,
+            on_dependency_failure=on_dependency_failure,
+            cascade_abandon=cascade_abandon,
+            assign=assign,
+        )
 
     def get_intent(self, intent_id: str) -> Intent:
         return decode_intent(self._run(self._ops.get_intent(intent_id)), intent_id)
@@ -172,10 +228,24 @@ class Client(
     def set_status(
         self, intent_id: str, version: int | None, status: str, reason: str | None = None
     ) -> Intent:
-        call = self._ops.set_status(intent_id, version, status, reason)
-        snapshot, moves = self._run(call)
-        self._after_moves(decode_moves(moves))
-        return decode_intent(snapshot, intent_id)
+        """Move the intent (RFC-0001/0002 lifecycle) and, in the same step, whatever its
+        graph makes follow: dependents unblocked, failure policies, abandoned children.
+        CompletionGateError when dependencies or children hold a completion back; a move
+        to ``active`` with unmet dependencies lands in ``blocked``."""
+        related: list[str] = []
+        for _ in range(CASCADE_ROUNDS):
+            call = self._ops.set_status(intent_id, version, status, reason, related)
+            snapshot, moves = self._run(call)
+            if snapshot is None:  # the cascade reaches intents whose keys it needs too
+                related += decode_ids(moves)
+                continue
+            self._after_moves(decode_moves(moves))
+            return decode_intent(snapshot, intent_id)
+        raise PayloadTooLargeError(
+            f"moving {intent_id} cascades more than {CASCADE_ROUNDS} levels deep; "
+            "change the graph in smaller parts",
+            limit=CASCADE_ROUNDS,
+        )
 
     def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
         call = self._ops.assign_agent(intent_id, agent_id)

@@ -1,0 +1,113 @@
+"""Intent graphs (RFC-0002): the records graph reads return and the arithmetic behind them.
+
+A graph lives in one group (the id up to its first ".") and so in one slot: every change
+to it, cascades included, is one script (``lua/includes/graph.lua``). Reads walk it from
+the client, level by level with one pipelined round trip per level, and stop at the
+bounds below: a read never costs more than its bound, however big the graph is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final, Literal
+
+import msgspec
+
+from .errors import ValidationError
+from .statuses import IntentStatus
+
+GRAPH_NODES: Final = 1000
+"""Most intents one graph read (descendants, the whole graph) returns."""
+GRAPH_DEPTH: Final = 64
+"""Most levels an ancestor or descendant walk climbs or descends."""
+CASCADE_ROUNDS: Final = 64
+"""Most times a status change is retried with the keys its cascade asked for: each round
+declares the next level of the intents the change moves."""
+
+EdgeKind = Literal["parent", "depends_on"]
+
+
+class AggregateStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A parent's children (or a graph's nodes) by status, RFC-0002. ``blocking_intents``
+    are the blocked ones, ``ready_intents`` the active ones (unblocked, open, not waiting
+    for input). ``completion_percentage`` counts completed ones only (a suspended one does
+    not count, RFC-0026)."""
+
+    total: int
+    by_status: dict[str, int]
+    completion_percentage: int
+    blocking_intents: list[str] = msgspec.field(default_factory=list)
+    ready_intents: list[str] = msgspec.field(default_factory=list)
+
+
+class GraphNode(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    title: str
+    status: str
+    parent_intent_id: str | None = None
+    depends_on: list[str] = msgspec.field(default_factory=list)
+
+
+class GraphEdge(msgspec.Struct, frozen=True, kw_only=True):
+    """``parent``: source is the parent of target. ``depends_on``: source depends on target."""
+
+    source: str
+    target: str
+    kind: EdgeKind
+
+
+class IntentGraph(msgspec.Struct, frozen=True, kw_only=True):
+    """The connected part of a graph around ``root`` (parents, children, dependencies and
+    dependents, transitively), breadth first; ``truncated`` when the node bound cut it."""
+
+    root: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    aggregate: AggregateStatus
+    truncated: bool = False
+
+
+def aggregate(
+    counts: Mapping[str, int], blocking: Iterable[str], ready: Iterable[str]
+) -> AggregateStatus:
+    by_status = {str(s): max(0, int(counts.get(str(s), 0))) for s in IntentStatus}
+    total = sum(by_status.values())
+    done = by_status[IntentStatus.COMPLETED]
+    return AggregateStatus(
+        total=total,
+        by_status=by_status,
+        completion_percentage=(done * 100 // total) if total else 0,
+        blocking_intents=list(blocking),
+        ready_intents=list(ready),
+    )
+
+
+def aggregate_nodes(nodes: Iterable[GraphNode]) -> AggregateStatus:
+    counts: dict[str, int] = {}
+    blocking: list[str] = []
+    ready: list[str] = []
+    for node in nodes:
+        counts[node.status] = counts.get(node.status, 0) + 1
+        if node.status == IntentStatus.BLOCKED:
+            blocking.append(node.id)
+        elif node.status == IntentStatus.ACTIVE:
+            ready.append(node.id)
+    return aggregate(counts, blocking, ready)
+
+
+def check_bound(value: object, field: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError(f"{field} must be an integer from 1 to {maximum}", field=field)
+    return value
+
+
+def count_fields(parent_id: str) -> list[str]:
+    """The ``g:ag`` fields holding a parent's children counts, in lifecycle order."""
+    return [f"{parent_id}:{s}" for s in IntentStatus]
+
+
+_IDS = msgspec.json.Decoder(list[str])
+
+
+def decode_ids(text: str | bytes) -> list[str]:
+    return _IDS.decode(text)
