@@ -79,7 +79,7 @@ if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
 end
-local cur, err = open_intent(ik, id, {"status"})
+local cur, err = open_intent(ik, id, {"status", "on_dep_fail"})
 if cur == nil then return err end
 if not (key_ends(KEYS[4], ":rd:" .. id) and key_ends(KEYS[5], ":x:p:" .. id)) then
   return bad_graph_keys()
@@ -95,17 +95,18 @@ for n = 1, #related do
   declared[r] = {ik = KEYS[base + 1], ek = KEYS[base + 2], rdk = KEYS[base + 3], xpk = KEYS[base + 4]}
 end
 
-local version, from = tonumber(cur[1]), cur[2]
+local version, from, policy = tonumber(cur[1]), cur[2], cur[3] or "block"
 if expected ~= "" and tonumber(expected) ~= version then
   return fail("CONFLICT", "intent " .. id .. " is at version " .. version .. ", not " .. expected,
     {current_version = version})
 end
 if to == "completed" then
-  local unmet = unmet_list(G, id)
+  local held, unmet = unmet_of(G, id), {}
+  if held > 0 then unmet = unmet_list(G, id, policy) end
   local open, names = open_children(G, KEYS[5], id)
-  if TRANSITIONS[from][to] and (#unmet > 0 or open > 0) then
+  if TRANSITIONS[from][to] and (held > 0 or open > 0) then
     local why = {}
-    if #unmet > 0 then why[#why + 1] = #unmet .. " dependencies (" .. table.concat(unmet, ", ") .. ")" end
+    if held > 0 then why[#why + 1] = held .. " dependencies (" .. table.concat(unmet, ", ") .. ")" end
     if open > 0 then why[#why + 1] = open .. " children" end
     return fail("GATED", "intent " .. id .. " cannot complete before its "
       .. table.concat(why, " and ") .. " complete",
@@ -114,7 +115,7 @@ if to == "completed" then
   end
 elseif to == "active" and unmet_of(G, id) > 0 then
   if from == "blocked" then
-    local unmet = unmet_list(G, id)
+    local unmet = unmet_list(G, id, policy)
     return fail("GATED", "intent " .. id .. " waits for " .. #unmet .. " dependencies ("
       .. table.concat(unmet, ", ") .. ")",
       {from_status = from, to_status = to, unmet_dependencies = unmet, open_children = {},

@@ -19,8 +19,10 @@ from .bus.errors import (
     BusConnectionError,
     BusError,
     BusTimeoutError,
+    CompletionGateError,
     ConfigurationError,
     ConflictError,
+    CycleError,
     EmbeddedServerError,
     IntentClosedError,
     InvalidTransitionError,
@@ -36,6 +38,7 @@ from .bus.errors import (
 )
 from .bus.events import EventType
 from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
+from .bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
 from .bus.retries import FailureRecord, RetryPolicy
@@ -43,6 +46,7 @@ from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
 
 __all__ = [
+    "AggregateStatus",
     "AlreadyExistsError",
     "ArbitrationRequest",
     "AsyncClient",
@@ -52,19 +56,24 @@ __all__ = [
     "BusError",
     "BusTimeoutError",
     "Client",
+    "CompletionGateError",
     "ConfigurationError",
     "ConflictError",
     "CostRecord",
     "CostSummary",
     "CostType",
+    "CycleError",
     "DecisionRecord",
     "Delegation",
     "EmbeddedServerError",
     "Event",
     "EventType",
     "FailureRecord",
+    "GraphEdge",
+    "GraphNode",
     "Intent",
     "IntentClosedError",
+    "IntentGraph",
     "IntentStatus",
     "InvalidTransitionError",
     "Keyspace",

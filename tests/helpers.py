@@ -3,9 +3,30 @@ folder on sys.path)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from oibus import Client
+from oibus.bus.ops import Call, Ops
 
 
 def event_types(client: Client, intent_id: str) -> list[str]:
     """The types of an intent's whole log, oldest first."""
     return [e.event_type for e in client.get_events(intent_id, limit=1000)]
+
+
+def create_call(ops: Ops, intent_id: str, **options: Any) -> Call:
+    """A raw create_intent call with every option at its default unless given (for tests
+    that tamper with what the script receives)."""
+    spec: dict[str, Any] = {
+        "title": "t",
+        "description": None,
+        "constraints": None,
+        "state": None,
+        "created_by": None,
+        "status": "active",
+        "confidence": None,
+        "parent_intent_id": None,
+        "depends_on": None,
+    }
+    spec.update(options)
+    return ops.create_intent(intent_id, **spec)

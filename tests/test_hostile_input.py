@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from helpers import create_call
 
 from oibus import Client, ValidationError
 from oibus.bus import limits
@@ -124,36 +125,14 @@ def test_scripts_check_the_actor_before_writing(client: Client, raw_redis: redis
     with pytest.raises(ValidationError):
         client._runner.call(Call(call.script, call.keys, call.args[:3]))
     assert raw_redis.hget(client.keyspace.intent(intent.id), "seq") == "1"
-    create = client._ops.create_intent(
-        "raw-2",
-        title="t",
-        description=None,
-        constraints=None,
-        state=None,
-        created_by="me",
-        status="active",
-        confidence=None,
-        parent_intent_id=None,
-        depends_on=None,
-    )
+    create = create_call(client._ops, "raw-2", created_by="me")
     with pytest.raises(ValidationError):
         client._runner.call(Call(create.script, create.keys, create.args[:5]))
     assert not raw_redis.exists(client.keyspace.intent("raw-2"))
 
 
 def test_script_checks_the_creator_index_key(client: Client, raw_redis: redis.Redis) -> None:
-    call = client._ops.create_intent(
-        "raw-3",
-        title="t",
-        description=None,
-        constraints=None,
-        state=None,
-        created_by="a:b",
-        status="active",
-        confidence=None,
-        parent_intent_id=None,
-        depends_on=None,
-    )
+    call = create_call(client._ops, "raw-3", created_by="a:b")
     keys = list(call.keys)
     keys[4] = client.keyspace.index_creator(client.keyspace.partition("raw-3"), "someone")
     with pytest.raises(ValidationError):

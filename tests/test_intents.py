@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from helpers import create_call
 
 from oibus import (
     AlreadyExistsError,
@@ -85,18 +86,7 @@ def test_lua_rejects_what_the_sdk_would(
     client: Client, raw_redis: redis.Redis, namespace: str
 ) -> None:
     """The script never trusts the caller: bypass the SDK and send bad input directly."""
-    good = client._ops.create_intent(
-        "raw-1",
-        title="t",
-        description=None,
-        constraints=None,
-        state=None,
-        created_by=None,
-        status="active",
-        confidence=None,
-        parent_intent_id=None,
-        depends_on=None,
-    )
+    good = create_call(client._ops, "raw-1")
     cases = {
         1: '{"title":"","created_by":"x","status":"active","depends_on":[]}',
         2: '{"title":"t","created_by":"x","status":"done","depends_on":[]}',

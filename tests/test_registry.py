@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import create_call
 
 from oibus.bus import limits
 from oibus.bus.codes import CODES
@@ -61,30 +62,8 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
     ops = Ops(Keyspace("k", 4), "actor")
     reg = default_registry()
     calls = [
-        ops.create_intent(
-            "i",
-            title="t",
-            description=None,
-            constraints=None,
-            state=None,
-            created_by=None,
-            status="active",
-            confidence=None,
-            parent_intent_id=None,
-            depends_on=None,
-        ),
-        ops.create_intent(
-            "p.i",
-            title="t",
-            description=None,
-            constraints=None,
-            state=None,
-            created_by=None,
-            status="active",
-            confidence=None,
-            parent_intent_id="p",
-            depends_on=None,
-        ),
+        create_call(ops, "i"),
+        create_call(ops, "p.i", parent_intent_id="p"),
         ops.get_intent("i"),
         ops.patch_state("i", 1, '[["set","/a","1"]]'),
         ops.update_state("i", 1, '[["a","1"]]'),
@@ -97,18 +76,7 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
         ops.set_status("i", 1, "completed", None),
         ops.set_status("i.x", 1, "completed", None, related=["i.y", "i.z"]),
         ops.set_dependency("add", "i.x", "i.y", 1),
-        ops.create_intent(
-            "p.j",
-            title="t",
-            description=None,
-            constraints=None,
-            state=None,
-            created_by=None,
-            status="active",
-            confidence=None,
-            parent_intent_id="p",
-            depends_on=["p.a", "p.b"],
-        ),
+        create_call(ops, "p.j", parent_intent_id="p", depends_on=["p.a", "p.b"]),
         ops.log_event("i", "comment", {}),
         ops.assign_agent("i", "a"),
         ops.unassign_agent("i", "a"),

@@ -85,6 +85,18 @@ def test_seed_method_names_exist() -> None:
         "get_retry_policy",
         "record_failure",
         "get_failures",
+        "create_child_intent",
+        "add_dependency",
+        "remove_dependency",
+        "get_children",
+        "get_descendants",
+        "get_ancestors",
+        "get_dependencies",
+        "get_dependents",
+        "get_ready_intents",
+        "get_blocked_intents",
+        "get_intent_graph",
+        "get_aggregate_status",
     ]:
         assert callable(getattr(Client, name)), name
         assert callable(getattr(AsyncClient, name)), name

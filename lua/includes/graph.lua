@@ -53,12 +53,12 @@ local function edge_counts(dep_status, policy)
   return not (dep_status == "abandoned" and policy == "ignore")
 end
 
--- unmet_list(G, id): the dependencies of id that are not completed (for error details)
-local function unmet_list(G, id)
+-- unmet_list(G, id, policy): the dependencies that hold id back (for error details)
+local function unmet_list(G, id, policy)
   local out = {}
   local deps = cjson.decode(redis.call("HGET", G.dep, id) or "[]")
   for n = 1, #deps do
-    if redis.call("HGET", G.st, deps[n]) ~= "completed" then out[#out + 1] = deps[n] end
+    if edge_counts(redis.call("HGET", G.st, deps[n]), policy) then out[#out + 1] = deps[n] end
   end
   return out
 end

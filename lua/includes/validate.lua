@@ -43,7 +43,7 @@ end
 
 -- the key an index or record lives under must be the one the client says it is
 local function key_ends(key, suffix)
-  return string.sub(key, -#suffix) == suffix
+  return type(key) == "string" and string.sub(key, -#suffix) == suffix
 end
 
 -- decode the JSON-object ARGV that carries a call's options; nil when malformed
