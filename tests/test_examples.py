@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.real
 
 
-@pytest.mark.parametrize("name", ["basic_usage.py", "async_agents.py"])
+@pytest.mark.parametrize("name", ["basic_usage.py", "async_agents.py", "incident_response.py"])
 def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
     env = {**os.environ, "OIBUS_REDIS_URL": embedded_url, "OIBUS_EXAMPLE_NAMESPACE": namespace}
     result = subprocess.run(
@@ -31,5 +31,12 @@ def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
         assert "stale write refused" in result.stdout
         assert "reviewer blocked by researcher" in result.stdout
         assert "status completed" in result.stdout
+    elif name == "incident_response.py":
+        lines = result.stdout.splitlines()
+        done = [line.split(" completes ")[1] for line in lines if " completes " in line]
+        assert sorted(done[:2]) == ["Customer Communication", "Diagnose Root Cause"]
+        assert done[2:] == ["Implement Hotfix", "Deploy Fix"]
+        assert "parent gated: 4 children still open" in lines
+        assert lines[-1] == "parent completed"
     else:
         assert "done = 20 after 20 writes" in result.stdout
