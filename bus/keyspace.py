@@ -177,6 +177,27 @@ class Keyspace:
         """Bus configuration (partition count, schema), checked by every client."""
         return f"{{{self.namespace}}}:meta"
 
+    # -- portfolios (RFC-0004/0007): a portfolio id partitions like an intent id ----------
+    def portfolio(self, portfolio_id: str) -> str:
+        """The portfolio record, its counts by member status and its event seq (hash)."""
+        return f"{self.tag_of(portfolio_id)}:pf:{portfolio_id}"
+
+    def portfolio_members(self, portfolio_id: str) -> str:
+        """Member intent ids by priority (zset)."""
+        return f"{self.tag_of(portfolio_id)}:pm:{portfolio_id}"
+
+    def portfolio_roster(self, portfolio_id: str) -> str:
+        """Member intent id -> role, priority, last applied status and version (hash)."""
+        return f"{self.tag_of(portfolio_id)}:pr:{portfolio_id}"
+
+    def portfolio_events(self, portfolio_id: str) -> str:
+        """The portfolio's own event log (stream)."""
+        return f"{self.tag_of(portfolio_id)}:pe:{portfolio_id}"
+
+    def index_portfolios(self, partition: int) -> str:
+        """Every portfolio of the partition, by creation (zset, members as in x:all)."""
+        return f"{self.tag(partition)}:x:pf"
+
 
 @lru_cache(maxsize=65_536)
 def _tag_of(namespace: str, partitions: int, intent_id: str) -> str:

@@ -24,3 +24,11 @@ PAGE_MAX: Final = 1000
 """Largest page a list call returns."""
 FILTER_SCAN: Final = 10_000
 """Most entries one filtered page reads before it returns what it found and a cursor."""
+PORTFOLIO_MEMBERS: Final = 1000
+"""Most member intents of one portfolio (bounds every read and sum over its members)."""
+PORTFOLIOS_PER_INTENT: Final = 64
+"""Most portfolios one intent belongs to (bounds the syncs after each of its moves)."""
+PORTFOLIO_LINKS: Final = 256
+"""Most membership tokens an intent keeps, removals included (see lua/link_portfolio.lua)."""
+PORTFOLIO_JSON_BYTES: Final = 65_536
+"""Largest governance_policy or metadata JSON text of a portfolio."""

@@ -39,6 +39,7 @@ from .base import AsyncClientBase
 from .costs import AsyncCostsMixin
 from .governance import AsyncGovernanceMixin
 from .leases import AsyncLeasesMixin
+from .portfolios import AsyncPortfoliosMixin
 from .retries import AsyncRetriesMixin
 
 
@@ -48,6 +49,7 @@ class AsyncClient(
     AsyncRetriesMixin,
     AsyncGovernanceMixin,
     AsyncAttachmentsMixin,
+    AsyncPortfoliosMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

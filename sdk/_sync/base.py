@@ -11,8 +11,8 @@ made by the pure code in ``oibus.bus``.
 from __future__ import annotations
 
 import os
-from types import TracebackType
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any, Self, cast
 
 from redis import Redis

@@ -40,6 +40,7 @@ from .base import ClientBase
 from .costs import CostsMixin
 from .governance import GovernanceMixin
 from .leases import LeasesMixin
+from .portfolios import PortfoliosMixin
 from .retries import RetriesMixin
 
 
@@ -49,6 +50,7 @@ class Client(
     RetriesMixin,
     GovernanceMixin,
     AttachmentsMixin,
+    PortfoliosMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
