@@ -194,9 +194,12 @@ class Keyspace:
         """The portfolio's own event log (stream)."""
         return f"{self.tag_of(portfolio_id)}:pe:{portfolio_id}"
 
-    def index_portfolios(self, partition: int) -> str:
-        """Every portfolio of the partition, by creation (zset, members as in x:all)."""
-        return f"{self.tag(partition)}:x:pf"
+    def index_portfolios(self, partition: int, status: str | None = None) -> str:
+        """The partition's portfolios by creation (zset, members as in x:all): all of
+        them, or those in one status."""
+        if status is None:
+            return f"{self.tag(partition)}:x:pf"
+        return f"{self.tag(partition)}:x:pf:{status}"
 
 
 @lru_cache(maxsize=65_536)

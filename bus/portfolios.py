@@ -192,14 +192,22 @@ def check_governance(policy: object) -> str:
     return text
 
 
+def _status_indexes(ks: Keyspace, pid: str) -> list[str]:
+    """One index per portfolio status, in lifecycle order: every script that may change
+    a portfolio's status (auto-completion included) moves its entry."""
+    return [ks.index_portfolios(ks.partition(pid), s) for s in PortfolioStatus]
+
+
 def _record_keys(ks: Keyspace, pid: str) -> list[str]:
-    """record, roster, priority index, events, bus: what a membership change touches."""
+    """record, roster, priority index, events, bus, status indexes: what a membership
+    change touches."""
     return [
         ks.portfolio(pid),
         ks.portfolio_roster(pid),
         ks.portfolio_members(pid),
         ks.portfolio_events(pid),
         ks.bus(ks.partition(pid)),
+        *_status_indexes(ks, pid),
     ]
 
 
@@ -221,7 +229,7 @@ def create_call(
     return Call(
         "create_portfolio",
         [ks.portfolio(pid), ks.portfolio_events(pid), ks.bus(ks.partition(pid)),
-         ks.index_portfolios(ks.partition(pid))],
+         ks.index_portfolios(ks.partition(pid)), *_status_indexes(ks, pid)],
         [
             pid,
             str(name),
@@ -280,7 +288,12 @@ def status_call(
         check_text(reason, "reason", limits.TEXT_BYTES, required=False)
     return Call(
         "set_portfolio_status",
-        [ks.portfolio(pid), ks.portfolio_events(pid), ks.bus(ks.partition(pid))],
+        [
+            ks.portfolio(pid),
+            ks.portfolio_events(pid),
+            ks.bus(ks.partition(pid)),
+            *_status_indexes(ks, pid),
+        ],
         [pid, str(target), reason or "", actor],
     )
 
@@ -299,6 +312,7 @@ def sync_calls(ks: Keyspace, actor: str, moves: Iterable[Move]) -> list[Call]:
             ks.portfolio_roster(pid),
             ks.portfolio_events(pid),
             ks.bus(ks.partition(pid)),
+            *_status_indexes(ks, pid),
         ]
         for start in range(0, len(items), limits.BATCH):
             chunk = json_text(items[start : start + limits.BATCH], "moves")

@@ -20,6 +20,9 @@ KEYS:
   [3] members    zset   {ns:p}:pm:<pid>
   [4] events     stream {ns:p}:pe:<pid>
   [5] bus        stream {ns:p}:bus
+  [6] ix_active     zset   {ns:p}:x:pf:active
+  [7] ix_completed  zset   {ns:p}:x:pf:completed
+  [8] ix_abandoned  zset   {ns:p}:x:pf:abandoned
 
 ARGV:
   [1] id         the portfolio id
@@ -63,16 +66,10 @@ end
 if not string.find(version, "^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") then
   return fail("INVALID", "version must be a positive integer", {field = "version"})
 end
-local cur, err = open_portfolio(rk, pid, {"total", "primary", "version"})
+local cur, err = open_roster(rk, rok, mk, ek, pid, {"total", "primary", "version"})
 if cur == nil then return err end
-if not key_ends(rok, ":pr:" .. pid) or not key_ends(mk, ":pm:" .. pid)
-    or not key_ends(ek, ":pe:" .. pid) then
-  return fail("INVALID", "portfolio keys are not this portfolio's", {field = "portfolio_id"})
-end
-if cur[1] ~= "active" then
-  return fail("CLOSED", "portfolio " .. pid .. " is " .. cur[1] .. "; its members no longer change",
-    {id = pid, status = cur[1]})
-end
+local ix, ix_err = pf_indexes(6)
+if ix == nil then return ix_err end
 if rcall("HEXISTS", rok, iid) == 1 then
   return fail("EXISTS", "intent " .. iid .. " is already a member of portfolio " .. pid,
     {id = iid, portfolio_id = pid})
@@ -97,5 +94,5 @@ rcall("HINCRBY", rk, "total", 1)
 rcall("HINCRBY", rk, "c:" .. status, 1)
 if role == "primary" then rcall("HSET", rk, "primary", iid) end
 rcall("HSET", rk, "version", pversion, "updated_us", int(at))
-pf_settle(rk, ek, bk, pid, actor, at)
+pf_settle(rk, ek, bk, ix, pid, actor, at)
 return {token, pversion, int(at)}

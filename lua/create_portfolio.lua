@@ -8,13 +8,17 @@ Invariants:
     allow_partial_completion booleans, auto_complete_threshold a number in (0, 100]),
     and the auto-completion threshold is stored beside them (thr: 100 under
     require_all_completed, else the threshold, else 0 for none) so syncs never decode it
-  - the record, its partition index entry and portfolio_created are written together
+  - the record, its partition index entries (all, and by status) and portfolio_created
+    are written together
 
 KEYS:
   [1] portfolio  hash   {ns:p}:pf:<pid>
   [2] events     stream {ns:p}:pe:<pid>
   [3] bus        stream {ns:p}:bus
   [4] index      zset   {ns:p}:x:pf
+  [5] ix_active     zset   {ns:p}:x:pf:active
+  [6] ix_completed  zset   {ns:p}:x:pf:completed
+  [7] ix_abandoned  zset   {ns:p}:x:pf:abandoned
 
 ARGV:
   [1] id           the portfolio id
@@ -86,6 +90,8 @@ if shared ~= nil and shared ~= cjson.null and type(shared) ~= "table" then
   return fail("INVALID", "shared_constraints must be an object",
     {field = "governance_policy.shared_constraints"})
 end
+local ix, ix_err = pf_indexes(5)
+if ix == nil then return ix_err end
 if rcall("EXISTS", rk) == 1 then
   return fail("EXISTS", "portfolio " .. pid .. " already exists", {id = pid})
 end
@@ -104,6 +110,7 @@ rcall("HSET", rk, "id", pid, "name", name, "created_by", created_by, "status", "
   "version", 1, "total", 0, "thr", thr, "partial", partial)
 if description ~= "" then rcall("HSET", rk, "description", description) end
 rcall("ZADD", xk, 0, string.format("%016.0f", at) .. ":" .. pid)
+rcall("ZADD", ix.active, 0, string.format("%016.0f", at) .. ":" .. pid)
 pf_emit(rk, ek, bk, pid, "portfolio_created", actor,
   '{"name":' .. cjson.encode(name) .. ',"created_by":' .. cjson.encode(created_by) .. '}', at)
 return rcall("HGETALL", rk)

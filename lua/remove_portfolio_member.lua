@@ -17,6 +17,9 @@ KEYS:
   [3] members    zset   {ns:p}:pm:<pid>
   [4] events     stream {ns:p}:pe:<pid>
   [5] bus        stream {ns:p}:bus
+  [6] ix_active     zset   {ns:p}:x:pf:active
+  [7] ix_completed  zset   {ns:p}:x:pf:completed
+  [8] ix_abandoned  zset   {ns:p}:x:pf:abandoned
 
 ARGV:
   [1] id         the portfolio id
@@ -41,16 +44,10 @@ if bad then return bad end
 if not is_id(iid) then
   return fail("INVALID", "malformed intent id", {field = "intent_id"})
 end
-local cur, err = open_portfolio(rk, pid, {"primary", "version"})
+local cur, err = open_roster(rk, rok, mk, ek, pid, {"primary", "version"})
 if cur == nil then return err end
-if not key_ends(rok, ":pr:" .. pid) or not key_ends(mk, ":pm:" .. pid)
-    or not key_ends(ek, ":pe:" .. pid) then
-  return fail("INVALID", "portfolio keys are not this portfolio's", {field = "portfolio_id"})
-end
-if cur[1] ~= "active" then
-  return fail("CLOSED", "portfolio " .. pid .. " is " .. cur[1] .. "; its members no longer change",
-    {id = pid, status = cur[1]})
-end
+local ix, ix_err = pf_indexes(6)
+if ix == nil then return ix_err end
 local entry = roster_decode(rcall("HGET", rok, iid))
 if entry == nil then
   return fail("NOT_FOUND", "intent " .. iid .. " is not a member of portfolio " .. pid,
@@ -67,5 +64,5 @@ rcall("HINCRBY", rk, "total", -1)
 rcall("HINCRBY", rk, "c:" .. entry.status, -1)
 if cur[2] == iid then rcall("HDEL", rk, "primary") end
 rcall("HSET", rk, "version", pversion, "updated_us", int(at))
-pf_settle(rk, ek, bk, pid, actor, at)
+pf_settle(rk, ek, bk, ix, pid, actor, at)
 return {token, pversion}

@@ -6,12 +6,16 @@ Invariants:
     TRANSITION and writes nothing; an unknown status is INVALID
   - completing by hand is the caller's decision: the governance policy decides when the
     portfolio completes by itself (sync_portfolio), not whether a person may close it
-  - the status, the bumped version and portfolio_status_changed are written together
+  - the status, its index entry, the bumped version and portfolio_status_changed are
+    written together
 
 KEYS:
   [1] portfolio  hash   {ns:p}:pf:<pid>
   [2] events     stream {ns:p}:pe:<pid>
   [3] bus        stream {ns:p}:bus
+  [4] ix_active     zset   {ns:p}:x:pf:active
+  [5] ix_completed  zset   {ns:p}:x:pf:completed
+  [6] ix_abandoned  zset   {ns:p}:x:pf:abandoned
 
 ARGV:
   [1] id      the portfolio id
@@ -45,7 +49,9 @@ if #reason > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
 end
-local cur, err = open_portfolio(rk, pid, {"version"})
+local ix, ix_err = pf_indexes(4)
+if ix == nil then return ix_err end
+local cur, err = open_portfolio(rk, pid, {})
 if cur == nil then return err end
 if not key_ends(ek, ":pe:" .. pid) then
   return fail("INVALID", "events key is not this portfolio's", {field = "portfolio_id"})
@@ -56,8 +62,7 @@ if not PORTFOLIO_TRANSITIONS[from][to] then
     {from_status = from, to_status = to})
 end
 local at = now_us()
-local version = tonumber(cur[2]) + 1
-rcall("HSET", rk, "status", to, "version", version, "updated_us", int(at))
+local version = pf_move(rk, ix, pid, from, to, at)
 local payload = '{"from":"' .. from .. '","to":"' .. to .. '","version":' .. version
 if reason ~= "" then payload = payload .. ',"reason":' .. cjson.encode(reason) end
 pf_emit(rk, ek, bk, pid, "portfolio_status_changed", actor, payload .. "}", at)

@@ -20,6 +20,9 @@ KEYS:
   [2] roster     hash   {ns:p}:pr:<pid>
   [3] events     stream {ns:p}:pe:<pid>
   [4] bus        stream {ns:p}:bus
+  [5] ix_active     zset   {ns:p}:x:pf:active
+  [6] ix_completed  zset   {ns:p}:x:pf:completed
+  [7] ix_abandoned  zset   {ns:p}:x:pf:abandoned
 
 ARGV:
   [1] id     the portfolio id
@@ -46,6 +49,8 @@ if not is_id(pid) or not key_ends(rk, ":pf:" .. pid) or not key_ends(rok, ":pr:"
     or not key_ends(ek, ":pe:" .. pid) then
   return fail("INVALID", "malformed portfolio id or keys", {field = "portfolio_id"})
 end
+local ix, ix_err = pf_indexes(5)
+if ix == nil then return ix_err end
 local ok, moves = pcall(cjson.decode, moves_text)
 if not ok or type(moves) ~= "table" then
   return fail("INVALID", "moves must be a JSON array", {field = "moves"})
@@ -88,7 +93,7 @@ for k = 1, #moves do
   end
 end
 if applied > 0 then
-  pf_settle(rk, ek, bk, pid, actor, at)
+  pf_settle(rk, ek, bk, ix, pid, actor, at)
   status = rcall("HGET", rk, "status")
 end
 return {applied, status}

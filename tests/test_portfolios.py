@@ -529,6 +529,15 @@ def test_list_portfolios_pages_across_partitions(client: Client) -> None:
         cursor = page.next_cursor
     assert len(seen) == len(set(seen)) == len(made) and set(seen) == set(made)
     assert [p.id for p in client.list_portfolios(status="abandoned")] == [made[2]]
+    # the status indexes follow auto-completion too
+    auto = client.create_portfolio("auto", governance_policy={"require_all_completed": True})
+    intent = client.create_intent("i")
+    client.add_intent_to_portfolio(auto.id, intent.id)
+    assert auto.id in {p.id for p in client.list_portfolios(status="active", limit=100)}
+    client.set_status(intent.id, None, "completed")
+    assert [p.id for p in client.list_portfolios(status="completed")] == [auto.id]
+    assert auto.id not in {p.id for p in client.list_portfolios(status="active", limit=100)}
+    assert len(client.list_portfolios(status="active", limit=100)) == 6
     with pytest.raises(ValidationError):
         client.list_portfolios(status="paused")
     with pytest.raises(ValidationError):

@@ -85,42 +85,28 @@ class AsyncPortfoliosMixin(AsyncClientBase):
     async def list_portfolios(
         self, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> Page[Portfolio]:
-        """Newest first, without members; pass ``page.next_cursor`` back as ``cursor``. A
-        status filter reads at most ``FILTER_SCAN`` portfolios per page."""
+        """Newest first, without members, all or those in one status (each status has its
+        own index, so a filtered page reads no more than an unfiltered one); pass
+        ``page.next_cursor`` back as ``cursor``."""
         check_limit(limit)
-        wanted = None if status is None else check_status(status)
-        position = check_cursor(cursor)
-        batch = limit if wanted is None else max(limit, 100)
-        found: list[Portfolio] = []
-        scanned = 0
+        wanted = None if status is None else str(check_status(status))
+        high = "+" if cursor is None else "(" + str(check_cursor(cursor))
         if not self._meta_checked:
             await self._check_meta()
-        while True:
-            high = "+" if position is None else "(" + position
-            index = self.keyspace.index_portfolios
-            per_partition = await self._runner.commands(
-                [
-                    ("ZRANGE", index(p), high, "-", "BYLEX", "REV", "LIMIT", 0, batch)
-                    for p in range(self.keyspace.partitions)
-                ]
-            )
-            members = merge_newest(per_partition, batch)
-            ids = [index_member_id(m) for m in members]
-            records = await self._runner.commands(
-                [("HGETALL", self.keyspace.portfolio(i)) for i in ids]
-            )
-            for member, pid, record in zip(members, ids, records, strict=True):
-                scanned += 1
-                position = member
-                portfolio = decode_portfolio(pid, record)
-                if wanted is None or portfolio.status == wanted:
-                    found.append(portfolio)
-                    if len(found) == limit:
-                        return Page(found, position)
-            if len(members) < batch:
-                return Page(found, None)
-            if scanned >= limits.FILTER_SCAN:
-                return Page(found, position)
+        index = self.keyspace.index_portfolios
+        per_partition = await self._runner.commands(
+            [
+                ("ZRANGE", index(p, wanted), high, "-", "BYLEX", "REV", "LIMIT", 0, limit)
+                for p in range(self.keyspace.partitions)
+            ]
+        )
+        members = merge_newest(per_partition, limit)
+        ids = [index_member_id(m) for m in members]
+        records = await self._runner.commands(
+            [("HGETALL", self.keyspace.portfolio(i)) for i in ids]
+        )
+        found = [decode_portfolio(i, r) for i, r in zip(ids, records, strict=True)]
+        return Page(found, members[-1] if len(members) == limit else None)
 
     async def update_portfolio_status(
         self, portfolio_id: str, status: str, reason: str | None = None
