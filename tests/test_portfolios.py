@@ -62,6 +62,11 @@ def _intent_footprint(client: Client, raw: redis.Redis, intent_id: str) -> tuple
     return (raw.hgetall(ks.intent(intent_id)), raw.xlen(ks.events(intent_id)))
 
 
+def _both(client: Client, raw: redis.Redis, pid: str, intent_id: str) -> tuple[Any, ...]:
+    """The portfolio's footprint and the member's: what a membership change writes."""
+    return _footprint(client, raw, pid), _intent_footprint(client, raw, intent_id)
+
+
 def _types(client: Client, pid: str) -> list[str]:
     return [e.event_type for e in client.get_portfolio_events(pid, limit=1000)]
 
@@ -141,17 +146,11 @@ def test_duplicate_membership_is_refused_and_changes_nothing(
     portfolio = client.create_portfolio("p")
     intent = client.create_intent("i")
     client.add_intent_to_portfolio(portfolio.id, intent.id)
-    before = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    before = _both(client, raw_redis, portfolio.id, intent.id)
     for role in ("member", "primary"):
         with pytest.raises(AlreadyExistsError):
             client.add_intent_to_portfolio(portfolio.id, intent.id, role=role)
-    after = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    after = _both(client, raw_redis, portfolio.id, intent.id)
     assert after == before
 
 
@@ -469,9 +468,9 @@ def test_crash_between_the_two_steps_of_an_add_is_repaired(
     assert [p.id for p in client.get_intent_portfolios(far)] == [portfolio.id]
     assert [e.event_type for e in client.get_events(far)].count("added_to_portfolio") == 1
     # repairing again (a redelivered entry) changes nothing
-    before = _footprint(client, raw_redis, portfolio.id), _intent_footprint(client, raw_redis, far)
+    before = _both(client, raw_redis, portfolio.id, far)
     assert client.repair_portfolio_link(entry) is True
-    after = _footprint(client, raw_redis, portfolio.id), _intent_footprint(client, raw_redis, far)
+    after = _both(client, raw_redis, portfolio.id, far)
     assert after == before
     # entries that are not membership changes are not repairs
     assert (
@@ -604,10 +603,7 @@ def test_the_scripts_check_what_the_sdk_checks(client: Client, raw_redis: redis.
     ks = client.keyspace
     portfolio = client.create_portfolio("p")
     intent = client.create_intent("i")
-    before = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    before = _both(client, raw_redis, portfolio.id, intent.id)
     good = add_member_call(ks, "tester", portfolio.id, intent.id, "member", 0, "active", 1)
     for n, bad in [(1, "{x}"), (2, "boss"), (3, "007"), (3, "1e3"), (4, "done"), (5, "0")]:
         args = list(good.args)
@@ -636,20 +632,14 @@ def test_the_scripts_check_what_the_sdk_checks(client: Client, raw_redis: redis.
         with pytest.raises(ValidationError):
             client._run(Call(link.script, link.keys, args))
     assert raw_redis.exists(ks.portfolio("q")) == 0
-    after = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    after = _both(client, raw_redis, portfolio.id, intent.id)
     assert after == before
 
 
 def test_bad_membership_arguments_change_nothing(client: Client, raw_redis: redis.Redis) -> None:
     portfolio = client.create_portfolio("p")
     intent = client.create_intent("i")
-    before = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    before = _both(client, raw_redis, portfolio.id, intent.id)
     for kwargs, error in [
         ({"role": "boss"}, ValidationError),
         ({"priority": 1.5}, ValidationError),
@@ -680,10 +670,7 @@ def test_bad_membership_arguments_change_nothing(client: Client, raw_redis: redi
         client.repair_portfolio_link({"k": "portfolio", "t": "added_to_portfolio", "i": "x"})
     with pytest.raises(AlreadyExistsError):
         client.create_portfolio("again", portfolio_id=portfolio.id)
-    after = (
-        _footprint(client, raw_redis, portfolio.id),
-        _intent_footprint(client, raw_redis, intent.id),
-    )
+    after = _both(client, raw_redis, portfolio.id, intent.id)
     assert after == before
 
 
