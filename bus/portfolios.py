@@ -261,9 +261,16 @@ def add_member_call(
     )
 
 
-def remove_member_call(ks: Keyspace, actor: str, portfolio_id: str, intent_id: str) -> Call:
+def remove_member_call(
+    ks: Keyspace, actor: str, portfolio_id: str, intent_id: str, token: int | None = None
+) -> Call:
+    """Step 1 of removing; ``token`` limits it to that membership (an undo's)."""
     pid = check_id(portfolio_id, "portfolio_id")
-    return Call("remove_portfolio_member", _record_keys(ks, pid), [pid, check_id(intent_id), actor])
+    return Call(
+        "remove_portfolio_member",
+        _record_keys(ks, pid),
+        [pid, check_id(intent_id), actor, "" if token is None else str(token)],
+    )
 
 
 def link_call(

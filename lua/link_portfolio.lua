@@ -11,8 +11,9 @@ Invariants:
     outcome of the newest portfolio-side change; a stale one writes nothing
   - an intent links to at most LIMIT_PORTFOLIOS_PER_INTENT portfolios (TOO_LARGE: the
     client then undoes step 1); tombstones beyond LIMIT_PORTFOLIO_LINKS are dropped
-  - the intent's version does not change (membership is not state); an applied change
-    appends added_to_portfolio or removed_from_portfolio to the intent's log
+  - the intent's version does not change (membership is not state); an applied add, or
+    an applied removal of a link the intent had, appends added_to_portfolio or
+    removed_from_portfolio to the intent's log
 
 KEYS:
   [1] intent  hash   {ns:p}:i:<id>
@@ -105,7 +106,7 @@ end
 local payload = '{"portfolio_id":"' .. pid .. '"'
 if op == "add" then
   emit(ik, ek, bk, id, "added_to_portfolio", actor, payload .. ',"role":"' .. role .. '"}', now_us())
-else
+elseif stored > 0 then  -- a removal of a link never made leaves only its tombstone
   emit(ik, ek, bk, id, "removed_from_portfolio", actor, payload .. '}', now_us())
 end
 return {1, cur[2], tonumber(cur[1])}

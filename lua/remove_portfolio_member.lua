@@ -25,6 +25,8 @@ ARGV:
   [1] id         the portfolio id
   [2] intent_id  the member
   [3] actor      who removes it
+  [4] token      "" to remove the member whatever its membership, or the token of the
+                 membership to remove (an undo removes only the membership it undoes)
 
 Returns: {the membership token (the event's seq), the portfolio's new version}
 Errors: INVALID, NOT_FOUND, CLOSED
@@ -38,7 +40,7 @@ Events: removed_from_portfolio, portfolio_status_changed
 
 local rcall = redis.call
 local rk, rok, mk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local pid, iid, actor = ARGV[1], ARGV[2], ARGV[3]
+local pid, iid, actor, expected = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local bad = check_actor(actor)
 if bad then return bad end
 if not is_id(iid) then
@@ -49,7 +51,7 @@ if cur == nil then return err end
 local ix, ix_err = pf_indexes(6)
 if ix == nil then return ix_err end
 local entry = roster_decode(rcall("HGET", rok, iid))
-if entry == nil then
+if entry == nil or (expected ~= "" and tostring(entry.token) ~= expected) then
   return fail("NOT_FOUND", "intent " .. iid .. " is not a member of portfolio " .. pid,
     {id = iid, resource = "portfolio_member"})
 end

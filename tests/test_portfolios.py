@@ -6,6 +6,7 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -686,6 +687,34 @@ def test_an_intent_in_too_many_portfolios_is_refused(
     with pytest.raises(PayloadTooLargeError):
         client.add_intent_to_portfolio(portfolio.id, intent.id)
     assert client.get_portfolio(portfolio.id).aggregate_status.total == 0
+
+
+def test_an_add_that_loses_the_race_for_the_last_slot_is_undone(
+    client: Client, raw_redis: redis.Redis
+) -> None:
+    """The SDK's early check passed (63 portfolios listed) but the intent joined a 64th
+    before step 2: the script refuses, and the portfolio takes the member out again."""
+    ks = client.keyspace
+    intent = client.create_intent("i")
+    full = {f"p{n}": 1 for n in range(limits.PORTFOLIOS_PER_INTENT)}
+    listed = sorted(full)[:-1]
+    raw_redis.hset(
+        ks.intent(intent.id),
+        mapping={"pfs": json.dumps(full), "pf": json.dumps(listed)},
+    )
+    portfolio = client.create_portfolio("p")
+    with pytest.raises(PayloadTooLargeError):
+        client.add_intent_to_portfolio(portfolio.id, intent.id)
+    got = client.get_portfolio(portfolio.id)
+    assert got.aggregate_status.total == 0 and got.intents == []
+    assert _types(client, portfolio.id)[-2:] == ["added_to_portfolio", "removed_from_portfolio"]
+    assert json.loads(raw_redis.hget(ks.intent(intent.id), "pfs") or "{}")[portfolio.id] < 0
+    assert "removed_from_portfolio" not in [e.event_type for e in client.get_events(intent.id)]
+    # the daemon's repairs of both entries change nothing now
+    before = _both(client, raw_redis, portfolio.id, intent.id)
+    for kind in ("added_to_portfolio", "removed_from_portfolio"):
+        assert client.repair_portfolio_link(_bus_entry(client, raw_redis, portfolio.id, kind))
+    assert _both(client, raw_redis, portfolio.id, intent.id) == before
 
 
 # -- tables and headers ----------------------------------------------------------------------

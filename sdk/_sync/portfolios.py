@@ -134,9 +134,8 @@ class PortfoliosMixin(ClientBase):
         )
         if version is None:
             raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
-        if pid not in decode_links(links) and (
-            len(decode_links(links)) >= limits.PORTFOLIOS_PER_INTENT
-        ):
+        linked = decode_links(links)
+        if pid not in linked and len(linked) >= limits.PORTFOLIOS_PER_INTENT:
             raise PayloadTooLargeError(
                 f"intent {intent_id} is in {limits.PORTFOLIOS_PER_INTENT} portfolios, the most",
                 field="intent_id",
@@ -146,12 +145,7 @@ class PortfoliosMixin(ClientBase):
             self.keyspace, self._ops.actor, pid, intent_id, role, priority, status, int(version)
         )
         token, _, added = self._run(call)
-        try:
-            move = self._link(pid, intent_id, int(token), role)
-        except PayloadTooLargeError:
-            # the intent filled up meanwhile: take it out of the portfolio again
-            self._run(remove_member_call(self.keyspace, self._ops.actor, pid, intent_id))
-            raise
+        move = self._link(pid, intent_id, int(token), role)
         return PortfolioMember(
             intent_id=intent_id,
             role=role,
@@ -172,10 +166,27 @@ class PortfoliosMixin(ClientBase):
         """Step 2 of a membership change, then (for an add) the sync of the member's
         status as step 2 read it. Idempotent: the token orders repeated or late steps."""
         call = link_call(self.keyspace, self._ops.actor, intent_id, pid, token, role)
-        _, status, version = self._run(call)
+        try:
+            _, status, version = self._run(call)
+        except PayloadTooLargeError:
+            if role is not None:
+                self._undo_add(pid, intent_id, token)
+            raise
         move = Move(intent_id, str(status), int(version), [pid] if role is not None else [])
         self._after_moves([move])
         return move
+
+    def _undo_add(self, pid: str, intent_id: str, token: int) -> None:
+        """The intent joined its last allowed portfolio in a race: take this membership
+        (only this one: its token) out of the portfolio again, and leave the removal's
+        tombstone on the intent so that no late repeat of the add applies."""
+        call = remove_member_call(self.keyspace, self._ops.actor, pid, intent_id, token)
+        try:
+            removal, _ = self._run(call)
+        except NotFoundError:
+            return  # undone already (the client and a repair both got here)
+        undo = link_call(self.keyspace, self._ops.actor, intent_id, pid, int(removal), None)
+        self._run(undo)
 
     def repair_portfolio_link(self, fields: Mapping[str, str]) -> bool:
         """Finish a membership change from its entry on the portfolio's partition bus
