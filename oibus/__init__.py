@@ -38,11 +38,20 @@ from .bus.events import EventType
 from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from .bus.portfolios import (
+    AggregateStatus,
+    MemberRole,
+    Portfolio,
+    PortfolioCosts,
+    PortfolioMember,
+    PortfolioStatus,
+)
 from .bus.retries import FailureRecord, RetryPolicy
 from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
 
 __all__ = [
+    "AggregateStatus",
     "AlreadyExistsError",
     "ArbitrationRequest",
     "AsyncClient",
@@ -72,11 +81,16 @@ __all__ = [
     "LeaseConflictError",
     "LeaseExpiredError",
     "LeaseLostError",
+    "MemberRole",
     "NotFoundError",
     "OpenIntentError",
     "Page",
     "PatchError",
     "PayloadTooLargeError",
+    "Portfolio",
+    "PortfolioCosts",
+    "PortfolioMember",
+    "PortfolioStatus",
     "ProtocolInfo",
     "RetryPolicy",
     "ScriptError",

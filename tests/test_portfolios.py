@@ -749,3 +749,24 @@ def test_calls_send_the_key_counts_the_headers_declare() -> None:
         header = reg[call.script].header
         assert len(call.keys) == len(header.keys), call.script
         assert len(call.args) == len(header.argv), call.script
+
+
+def test_the_seed_names_and_the_records_are_public() -> None:
+    import oibus
+
+    for name in [
+        "create_portfolio",
+        "get_portfolio",
+        "list_portfolios",
+        "update_portfolio_status",
+        "add_intent_to_portfolio",
+        "remove_intent_from_portfolio",
+        "get_portfolio_intents",
+        "get_intent_portfolios",
+        "get_portfolio_costs",
+        "get_portfolio_events",
+        "repair_portfolio_link",
+    ]:
+        assert callable(getattr(Client, name)) and callable(getattr(AsyncClient, name)), name
+    for name in ["Portfolio", "PortfolioMember", "AggregateStatus", "PortfolioCosts"]:
+        assert name in oibus.__all__

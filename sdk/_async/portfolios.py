@@ -111,7 +111,8 @@ class AsyncPortfoliosMixin(AsyncClientBase):
     async def update_portfolio_status(
         self, portfolio_id: str, status: str, reason: str | None = None
     ) -> Portfolio:
-        """Complete or abandon an active portfolio (InvalidTransitionError otherwise)."""
+        """Complete or abandon an active portfolio (InvalidTransitionError otherwise);
+        returns it without members (``get_portfolio`` reads them)."""
         call = status_call(self.keyspace, self._ops.actor, portfolio_id, status, reason)
         return decode_portfolio(portfolio_id, await self._run(call))
 
@@ -172,7 +173,7 @@ class AsyncPortfoliosMixin(AsyncClientBase):
                 await self._undo_add(pid, intent_id, token)
             raise
         move = Move(intent_id, str(status), int(version), [pid] if role is not None else [])
-        await self._after_moves([move])
+        await self._sync_portfolios([move])  # not a status change: no other hook's business
         return move
 
     async def _undo_add(self, pid: str, intent_id: str, token: int) -> None:
@@ -282,10 +283,15 @@ class AsyncPortfoliosMixin(AsyncClientBase):
         return Page(events, events[-1].id if len(events) == limit else None)
 
     async def _after_moves(self, moves: Sequence[Move]) -> None:
-        """Bring every portfolio the moves name up to date (one pipelined round trip of
-        idempotent syncs); then whatever else the client's other parts do with moves."""
+        """Bring every portfolio the moves name up to date, then pass the moves on to
+        whatever else the client's other parts do with them."""
+        await self._sync_portfolios(moves)
+        await super()._after_moves(moves)
+
+    async def _sync_portfolios(self, moves: Sequence[Move]) -> None:
+        """One pipelined round trip of idempotent ``sync_portfolio`` calls, one per
+        portfolio named (the daemon replays the same moves; stale ones apply nothing)."""
         calls = sync_calls(self.keyspace, self._ops.actor, moves)
         for reply in await self._runner.call_many(calls):
             if isinstance(reply, Exception):
                 raise reply
-        await super()._after_moves(moves)

@@ -112,7 +112,8 @@ class PortfoliosMixin(ClientBase):
     def update_portfolio_status(
         self, portfolio_id: str, status: str, reason: str | None = None
     ) -> Portfolio:
-        """Complete or abandon an active portfolio (InvalidTransitionError otherwise)."""
+        """Complete or abandon an active portfolio (InvalidTransitionError otherwise);
+        returns it without members (``get_portfolio`` reads them)."""
         call = status_call(self.keyspace, self._ops.actor, portfolio_id, status, reason)
         return decode_portfolio(portfolio_id, self._run(call))
 
@@ -173,7 +174,7 @@ class PortfoliosMixin(ClientBase):
                 self._undo_add(pid, intent_id, token)
             raise
         move = Move(intent_id, str(status), int(version), [pid] if role is not None else [])
-        self._after_moves([move])
+        self._sync_portfolios([move])  # not a status change: no other hook's business
         return move
 
     def _undo_add(self, pid: str, intent_id: str, token: int) -> None:
@@ -283,10 +284,15 @@ class PortfoliosMixin(ClientBase):
         return Page(events, events[-1].id if len(events) == limit else None)
 
     def _after_moves(self, moves: Sequence[Move]) -> None:
-        """Bring every portfolio the moves name up to date (one pipelined round trip of
-        idempotent syncs); then whatever else the client's other parts do with moves."""
+        """Bring every portfolio the moves name up to date, then pass the moves on to
+        whatever else the client's other parts do with them."""
+        self._sync_portfolios(moves)
+        super()._after_moves(moves)
+
+    def _sync_portfolios(self, moves: Sequence[Move]) -> None:
+        """One pipelined round trip of idempotent ``sync_portfolio`` calls, one per
+        portfolio named (the daemon replays the same moves; stale ones apply nothing)."""
         calls = sync_calls(self.keyspace, self._ops.actor, moves)
         for reply in self._runner.call_many(calls):
             if isinstance(reply, Exception):
                 raise reply
-        super()._after_moves(moves)
