@@ -40,9 +40,9 @@ from .ops import Call
 from .statuses import IntentStatus
 
 __all__ = [
-    "AggregateStatus",
     "MemberRole",
     "Portfolio",
+    "PortfolioAggregate",
     "PortfolioCosts",
     "PortfolioMember",
     "PortfolioStatus",
@@ -83,15 +83,17 @@ class PortfolioMember(msgspec.Struct, frozen=True, kw_only=True):
     added_at: datetime
 
 
-class AggregateStatus(msgspec.Struct, frozen=True, kw_only=True):
+class PortfolioAggregate(msgspec.Struct, frozen=True, kw_only=True):
     """RFC-0007's aggregate: ``completed`` when every member is, ``failed`` when any is
-    abandoned, else ``in_progress`` (also for an empty portfolio). ``completion_percentage``
-    is completed members over all members, to two decimals."""
+    abandoned, else ``in_progress`` (also for an empty portfolio). ``by_status`` counts
+    members in every intent status (zeros included, as a graph's aggregate does);
+    ``completion_percentage`` is completed members over all, rounded down (a whole
+    percent, as in RFC-0004's example)."""
 
     status: str
     total: int
     by_status: dict[str, int]
-    completion_percentage: float
+    completion_percentage: int
     has_suspended_members: bool
     suspended_member_count: int
 
@@ -110,7 +112,7 @@ class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     version: int
     primary_intent_id: str | None = None
-    aggregate_status: AggregateStatus
+    aggregate_status: PortfolioAggregate
     intents: list[PortfolioMember] = msgspec.field(default_factory=list)
     created_at: datetime
     updated_at: datetime
@@ -352,12 +354,8 @@ def pairs(flat: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
 _object_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def aggregate(record: Mapping[str, str]) -> AggregateStatus:
-    by_status = {}
-    for name in IntentStatus:
-        count = int(record.get(f"c:{name}") or 0)
-        if count:
-            by_status[str(name)] = count
+def aggregate(record: Mapping[str, str]) -> PortfolioAggregate:
+    by_status = {str(name): int(record.get(f"c:{name}") or 0) for name in IntentStatus}
     total = int(record.get("total") or 0)
     done = by_status.get(IntentStatus.COMPLETED, 0)
     suspended = by_status.get(IntentStatus.SUSPENDED_AWAITING_INPUT, 0)
@@ -367,11 +365,11 @@ def aggregate(record: Mapping[str, str]) -> AggregateStatus:
         status = "failed"
     else:
         status = "in_progress"
-    return AggregateStatus(
+    return PortfolioAggregate(
         status=status,
         total=total,
         by_status=by_status,
-        completion_percentage=round(done * 100 / total, 2) if total else 0.0,
+        completion_percentage=done * 100 // total if total else 0,
         has_suspended_members=suspended > 0,
         suspended_member_count=suspended,
     )

@@ -39,9 +39,9 @@ from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
 from .bus.portfolios import (
-    AggregateStatus,
     MemberRole,
     Portfolio,
+    PortfolioAggregate,
     PortfolioCosts,
     PortfolioMember,
     PortfolioStatus,
@@ -51,7 +51,6 @@ from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
 
 __all__ = [
-    "AggregateStatus",
     "AlreadyExistsError",
     "ArbitrationRequest",
     "AsyncClient",
@@ -88,6 +87,7 @@ __all__ = [
     "PatchError",
     "PayloadTooLargeError",
     "Portfolio",
+    "PortfolioAggregate",
     "PortfolioCosts",
     "PortfolioMember",
     "PortfolioStatus",
