@@ -425,6 +425,41 @@ async def test_concurrent_async_completions_complete_once(aclient: AsyncClient) 
     assert [e.event_type for e in events].count("portfolio_status_changed") == 1
 
 
+@pytest.mark.skipif(
+    not hasattr(Client, "create_child_intent"), reason="needs the graph capability (RFC-0002)"
+)
+def test_graph_cascades_reach_the_portfolio(client: Client) -> None:
+    """Moves made by a cascade (dependents unblocked, children abandoned with their
+    parent) reach the portfolio through the same hook as a single status change."""
+    portfolio = client.create_portfolio(
+        "p", governance_policy={"require_all_completed": True, "allow_partial_completion": True}
+    )
+    parent = client.create_intent("parent", intent_id="job")
+    kids = [client.create_child_intent(parent.id, f"k{n}").id for n in range(3)]
+    dep = client.create_intent("dep", intent_id="job.dep")
+    waiter = client.create_intent("waiter", intent_id="job.waiter", depends_on=[dep.id])
+    for intent_id in [parent.id, *kids, dep.id, waiter.id]:
+        client.add_intent_to_portfolio(portfolio.id, intent_id)
+    assert _counts(client.get_portfolio(portfolio.id).aggregate_status) == {
+        "active": 5,
+        "blocked": 1,
+    }
+    client.set_status(dep.id, None, "completed")  # unblocks the waiter
+    assert _counts(client.get_portfolio(portfolio.id).aggregate_status) == {
+        "active": 5,
+        "completed": 1,
+    }
+    client.set_status(parent.id, None, "abandoned")  # abandons the children too
+    assert _counts(client.get_portfolio(portfolio.id).aggregate_status) == {
+        "active": 1,
+        "completed": 1,
+        "abandoned": 4,
+    }
+    client.set_status(waiter.id, None, "completed")
+    got = client.get_portfolio(portfolio.id)
+    assert got.status == "completed" and got.aggregate_status.status == "failed"
+
+
 # -- members in other slots, and the repair of a half-done change -------------------------
 def test_members_in_other_partitions(client: Client, raw_redis: redis.Redis) -> None:
     ks = client.keyspace
