@@ -73,7 +73,8 @@ class MemberRole(StrEnum):
 
 class PortfolioMember(msgspec.Struct, frozen=True, kw_only=True):
     """One member intent: its role and priority, and its status and version as last
-    applied to the portfolio's counts."""
+    applied to the portfolio's counts (version 0: as read when it was added, not yet
+    confirmed from the member's own slot)."""
 
     intent_id: str
     role: str
@@ -252,14 +253,14 @@ def add_member_call(
     role: str,
     priority: int,
     status: str,
-    version: int,
 ) -> Call:
-    """Step 1 of adding: ``status`` and ``version`` are the member's as just read."""
+    """Step 1 of adding: ``status`` is the member's as just read (provisional until the
+    sync after step 2 confirms it with a version)."""
     pid = check_id(portfolio_id, "portfolio_id")
     return Call(
         "add_portfolio_member",
         _record_keys(ks, pid),
-        [pid, intent_id, role, str(priority), status, str(version), actor],
+        [pid, intent_id, role, str(priority), status, actor],
     )
 
 

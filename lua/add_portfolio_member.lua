@@ -5,10 +5,11 @@ Invariants:
   - the portfolio decides membership: a member already present is EXISTS, a second
     primary is CONFLICT, a full roster (LIMIT_PORTFOLIO_MEMBERS) is TOO_LARGE, a completed
     or abandoned portfolio is CLOSED; each changes nothing
-  - the member is counted under the status and version the caller read from the intent;
-    the client then records the portfolio on the intent (link_portfolio, step 2), which
-    returns the intent's current status and version for sync_portfolio, so a move made
-    between the read and step 2 is never lost
+  - the member is counted under the status the caller read from the intent, at version 0
+    (provisional: this slot cannot check it); the client then records the portfolio on
+    the intent (link_portfolio, step 2), which returns the intent's current status and
+    version, and syncs them: any real version is newer than 0, so a wrong or stale
+    status from the caller, or a move made between the read and step 2, never lasts
   - added_to_portfolio goes to the portfolio's log and, with m=<intent id>, to the
     partition bus: the entry a daemon repairs from when step 2 never ran; its seq is the
     membership token step 2 orders by
@@ -30,8 +31,7 @@ ARGV:
   [3] role       primary, member or dependency
   [4] priority   an integer from -10^9 to 10^9
   [5] status     the member's status as the caller read it
-  [6] version    the member's version as the caller read it
-  [7] actor      who adds it
+  [6] actor      who adds it
 
 Returns: {the membership token (the event's seq), the portfolio's new version, added µs}
 Errors: INVALID, NOT_FOUND, CLOSED, EXISTS, CONFLICT, TOO_LARGE
@@ -46,8 +46,8 @@ Events: added_to_portfolio, portfolio_status_changed
 
 local rcall = redis.call
 local rk, rok, mk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local pid, iid, role, priority, status, version, actor =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local pid, iid, role, priority, status, actor =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local bad = check_actor(actor)
 if bad then return bad end
 if not is_id(iid) then
@@ -62,9 +62,6 @@ if not (priority == "0" or string.find(priority, "^%-?[1-9]%d?%d?%d?%d?%d?%d?%d?
 end
 if status_index(status) == nil then
   return fail("INVALID", "unknown member status " .. tostring(status), {field = "status"})
-end
-if not string.find(version, "^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") then
-  return fail("INVALID", "version must be a positive integer", {field = "version"})
 end
 local cur, err = open_roster(rk, rok, mk, ek, pid, {"total", "primary", "version"})
 if cur == nil then return err end
@@ -88,7 +85,7 @@ local pversion = tonumber(cur[4]) + 1
 local _, token = pf_emit(rk, ek, bk, pid, "added_to_portfolio", actor,
   '{"intent_id":"' .. iid .. '","role":"' .. role .. '","priority":' .. priority .. '}', at, iid)
 rcall("HSET", rok, iid, roster_encode({role = role, priority = tonumber(priority),
-  status = status, version = tonumber(version), added = at, token = token}))
+  status = status, version = 0, added = at, token = token}))
 rcall("ZADD", mk, priority, iid)
 rcall("HINCRBY", rk, "total", 1)
 rcall("HINCRBY", rk, "c:" .. status, 1)

@@ -499,7 +499,7 @@ def test_crash_between_the_two_steps_of_an_add_is_repaired(
     far = _ids_in_other_partitions(ks, ks.partition(portfolio.id), 1)[0]
     intent = client.create_intent("far", intent_id=far)
     # step 1 only: the client "dies" before recording the portfolio on the intent
-    client._run(add_member_call(ks, "tester", portfolio.id, far, "member", 7, "active", 1))
+    client._run(add_member_call(ks, "tester", portfolio.id, far, "member", 7, "active"))
     assert client.get_intent_portfolios(far) == []
     client.set_status(far, intent.version, "completed")  # this move cannot reach the portfolio
     assert _counts(client.get_portfolio(portfolio.id).aggregate_status) == {"active": 1}
@@ -648,8 +648,8 @@ def test_the_scripts_check_what_the_sdk_checks(client: Client, raw_redis: redis.
     portfolio = client.create_portfolio("p")
     intent = client.create_intent("i")
     before = _both(client, raw_redis, portfolio.id, intent.id)
-    good = add_member_call(ks, "tester", portfolio.id, intent.id, "member", 0, "active", 1)
-    for n, bad in [(1, "{x}"), (2, "boss"), (3, "007"), (3, "1e3"), (4, "done"), (5, "0")]:
+    good = add_member_call(ks, "tester", portfolio.id, intent.id, "member", 0, "active")
+    for n, bad in [(1, "{x}"), (2, "boss"), (3, "007"), (3, "1e3"), (4, "done"), (5, "")]:
         args = list(good.args)
         args[n] = bad
         with pytest.raises(ValidationError):
@@ -782,7 +782,7 @@ def test_calls_send_the_key_counts_the_headers_declare() -> None:
     ks, reg = Keyspace("k", 4), default_registry()
     calls = [
         create_call(ks, "a", "p", "n", None, None, None, "a"),
-        add_member_call(ks, "a", "p", "i", "member", 0, "active", 1),
+        add_member_call(ks, "a", "p", "i", "member", 0, "active"),
         remove_member_call(ks, "a", "p", "i"),
         link_call(ks, "a", "i", "p", 1, "member"),
         status_call(ks, "a", "p", "completed", None),

@@ -130,10 +130,10 @@ class PortfoliosMixin(ClientBase):
         priority = check_priority(priority)
         if not self._meta_checked:
             self._check_meta()
-        version, status, links = self._runner.command(
-            "HMGET", self.keyspace.intent(intent_id), "version", "status", "pf"
+        status, links = self._runner.command(
+            "HMGET", self.keyspace.intent(intent_id), "status", "pf"
         )
-        if version is None:
+        if status is None:
             raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
         linked = decode_links(links)
         if pid not in linked and len(linked) >= limits.PORTFOLIOS_PER_INTENT:
@@ -142,9 +142,7 @@ class PortfoliosMixin(ClientBase):
                 field="intent_id",
                 limit=limits.PORTFOLIOS_PER_INTENT,
             )
-        call = add_member_call(
-            self.keyspace, self._ops.actor, pid, intent_id, role, priority, status, int(version)
-        )
+        call = add_member_call(self.keyspace, self._ops.actor, pid, intent_id, role, priority, status)
         token, _, added = self._run(call)
         move = self._link(pid, intent_id, int(token), role)
         return PortfolioMember(
