@@ -142,7 +142,9 @@ class PortfoliosMixin(ClientBase):
                 field="intent_id",
                 limit=limits.PORTFOLIOS_PER_INTENT,
             )
-        call = add_member_call(self.keyspace, self._ops.actor, pid, intent_id, role, priority, status)
+        call = add_member_call(
+            self.keyspace, self._ops.actor, pid, intent_id, role, priority, status
+        )
         token, _, added = self._run(call)
         move = self._link(pid, intent_id, int(token), role)
         return PortfolioMember(
