@@ -42,8 +42,8 @@ class EventType(StrEnum):
     SUBSCRIPTION_REMOVED = "subscription_removed"
     # RFC-0004/0007 portfolios
     PORTFOLIO_CREATED = "portfolio_created"
-    PORTFOLIO_MEMBER_ADDED = "portfolio_member_added"
-    PORTFOLIO_MEMBER_REMOVED = "portfolio_member_removed"
+    PORTFOLIO_MEMBER_ADDED = "added_to_portfolio"
+    PORTFOLIO_MEMBER_REMOVED = "removed_from_portfolio"
     PORTFOLIO_STATUS_CHANGED = "portfolio_status_changed"
     PORTFOLIO_MEMBER_SUSPENDED = "portfolio.member_suspended"
     PORTFOLIO_MEMBER_RESUMED = "portfolio.member_resumed"

@@ -197,6 +197,30 @@ class Keyspace:
         """Bus configuration (partition count, schema), checked by every client."""
         return f"{{{self.namespace}}}:meta"
 
+    # -- portfolios (RFC-0004/0007): a portfolio id partitions like an intent id ----------
+    def portfolio(self, portfolio_id: str) -> str:
+        """The portfolio record, its counts by member status and its event seq (hash)."""
+        return f"{self.tag_of(portfolio_id)}:pf:{portfolio_id}"
+
+    def portfolio_members(self, portfolio_id: str) -> str:
+        """Member intent ids by priority (zset)."""
+        return f"{self.tag_of(portfolio_id)}:pm:{portfolio_id}"
+
+    def portfolio_roster(self, portfolio_id: str) -> str:
+        """Member intent id -> role, priority, last applied status and version (hash)."""
+        return f"{self.tag_of(portfolio_id)}:pr:{portfolio_id}"
+
+    def portfolio_events(self, portfolio_id: str) -> str:
+        """The portfolio's own event log (stream)."""
+        return f"{self.tag_of(portfolio_id)}:pe:{portfolio_id}"
+
+    def index_portfolios(self, partition: int, status: str | None = None) -> str:
+        """The partition's portfolios by creation (zset, members as in x:all): all of
+        them, or those in one status."""
+        if status is None:
+            return f"{self.tag(partition)}:x:pf"
+        return f"{self.tag(partition)}:x:pf:{status}"
+
 
 @lru_cache(maxsize=65_536)
 def _tag_of(namespace: str, partitions: int, intent_id: str) -> str:

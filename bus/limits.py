@@ -30,3 +30,11 @@ CASCADE: Final = 1000
 """Most intents one status change may move (unblocked, abandoned by policy or cascade)."""
 GRAPH_WALK: Final = 10_000
 """Most intents the cycle check of ``add_dependency`` visits."""
+PORTFOLIO_MEMBERS: Final = 1000
+"""Most member intents of one portfolio (bounds every read and sum over its members)."""
+PORTFOLIOS_PER_INTENT: Final = 64
+"""Most portfolios one intent belongs to (bounds the syncs after each of its moves)."""
+PORTFOLIO_LINKS: Final = 256
+"""Most membership tokens an intent keeps, removals included (see lua/link_portfolio.lua)."""
+PORTFOLIO_JSON_BYTES: Final = 65_536
+"""Largest governance_policy or metadata JSON text of a portfolio."""

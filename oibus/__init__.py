@@ -41,6 +41,14 @@ from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from .bus.portfolios import (
+    MemberRole,
+    Portfolio,
+    PortfolioAggregate,
+    PortfolioCosts,
+    PortfolioMember,
+    PortfolioStatus,
+)
 from .bus.retries import FailureRecord, RetryPolicy
 from .bus.statuses import IntentStatus
 from .sdk import AsyncClient, Client
@@ -81,11 +89,17 @@ __all__ = [
     "LeaseConflictError",
     "LeaseExpiredError",
     "LeaseLostError",
+    "MemberRole",
     "NotFoundError",
     "OpenIntentError",
     "Page",
     "PatchError",
     "PayloadTooLargeError",
+    "Portfolio",
+    "PortfolioAggregate",
+    "PortfolioCosts",
+    "PortfolioMember",
+    "PortfolioStatus",
     "ProtocolInfo",
     "RetryPolicy",
     "ScriptError",

@@ -14,6 +14,6 @@ local RESERVED_EVENT_TYPES = {
   retries_exhausted = true, fallback_triggered = true,
   dependency_added = true, dependency_removed = true, dependency_failed = true,
   subscription_created = true, subscription_removed = true,
-  portfolio_created = true, portfolio_member_added = true, portfolio_member_removed = true,
+  portfolio_created = true, added_to_portfolio = true, removed_from_portfolio = true,
   portfolio_status_changed = true,
 }

@@ -41,6 +41,7 @@ from .costs import AsyncCostsMixin
 from .governance import AsyncGovernanceMixin
 from .graphs import AsyncGraphsMixin
 from .leases import AsyncLeasesMixin
+from .portfolios import AsyncPortfoliosMixin
 from .retries import AsyncRetriesMixin
 
 
@@ -51,6 +52,7 @@ class AsyncClient(
     AsyncRetriesMixin,
     AsyncGovernanceMixin,
     AsyncAttachmentsMixin,
+    AsyncPortfoliosMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

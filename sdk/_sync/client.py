@@ -42,6 +42,7 @@ from .costs import CostsMixin
 from .governance import GovernanceMixin
 from .graphs import GraphsMixin
 from .leases import LeasesMixin
+from .portfolios import PortfoliosMixin
 from .retries import RetriesMixin
 
 
@@ -52,6 +53,7 @@ class Client(
     RetriesMixin,
     GovernanceMixin,
     AttachmentsMixin,
+    PortfoliosMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
