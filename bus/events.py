@@ -110,6 +110,8 @@ RESERVED: Final = frozenset(
         E.PORTFOLIO_MEMBER_ADDED,
         E.PORTFOLIO_MEMBER_REMOVED,
         E.PORTFOLIO_STATUS_CHANGED,
+        E.PORTFOLIO_MEMBER_SUSPENDED,
+        E.PORTFOLIO_MEMBER_RESUMED,
     }
 )
 """Types only oibus's scripts record; ``log_event`` refuses them (no forged audit records).

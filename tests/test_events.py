@@ -83,9 +83,10 @@ def test_log_event_rejects(
 def test_script_refuses_forged_types_on_its_own(client: Client) -> None:
     intent = client.create_intent("t")
     call = client._ops.log_event(intent.id, "comment", {})
-    call.args[1] = "status_changed"
-    with pytest.raises(ValidationError):
-        client._runner.call(call)
+    for forged in ("status_changed", "portfolio.member_suspended", "dependency_failed"):
+        call.args[1] = forged
+        with pytest.raises(ValidationError):
+            client._runner.call(call)
     call.args[1] = "comment"
     call.args[2] = "[1]"
     with pytest.raises(ValidationError):

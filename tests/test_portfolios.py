@@ -19,6 +19,7 @@ import redis
 from oibus import (
     AlreadyExistsError,
     AsyncClient,
+    BusConnectionError,
     Client,
     ConflictError,
     IntentClosedError,
@@ -813,3 +814,27 @@ def test_the_seed_names_and_the_records_are_public() -> None:
         assert callable(getattr(Client, name)) and callable(getattr(AsyncClient, name)), name
     for name in ["Portfolio", "PortfolioMember", "PortfolioAggregate", "PortfolioCosts"]:
         assert name in oibus.__all__
+
+
+def test_a_failed_sync_does_not_undo_the_reported_change(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The status change is stored before its portfolios are synced: a sync that fails is
+    logged (the daemon replays the moves), and the caller still gets the moved intent."""
+    portfolio = client.create_portfolio("p")
+    member = client.create_intent("m")
+    client.add_intent_to_portfolio(portfolio.id, member.id)
+
+    def broken(calls: list[Call]) -> list[Any]:
+        raise BusConnectionError("connection lost")
+
+    monkeypatch.setattr(client._runner, "call_many", broken)
+    with caplog.at_level("WARNING", logger="oibus.portfolios"):
+        moved = client.set_status(member.id, None, "completed")
+    assert moved.status == "completed"
+    assert "portfolio sync after a status change failed" in caplog.text
+    monkeypatch.undo()
+    # the stale aggregate is what the daemon's replay of the same move corrects
+    assert client.get_portfolio(portfolio.id).aggregate_status.by_status.get("completed", 0) == 0
+    client._after_moves([Move(member.id, "completed", moved.version, [portfolio.id])])
+    assert client.get_portfolio(portfolio.id).aggregate_status.status == "completed"

@@ -132,5 +132,7 @@ def test_lifecycle_tables_match() -> None:
 
 
 def test_reserved_event_types_match() -> None:
-    names = set(re.findall(r"([\w.]+) = true", _lua("event_types")))
+    text = _lua("event_types")
+    names = set(re.findall(r"(?<![\w.\"])(\w+) = true", text))
+    names |= set(re.findall(r'\["([\w.]+)"\] = true', text))
     assert names == {str(t) for t in RESERVED}

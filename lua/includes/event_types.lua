@@ -16,4 +16,5 @@ local RESERVED_EVENT_TYPES = {
   subscription_created = true, subscription_removed = true,
   portfolio_created = true, added_to_portfolio = true, removed_from_portfolio = true,
   portfolio_status_changed = true,
+  ["portfolio.member_suspended"] = true, ["portfolio.member_resumed"] = true,
 }

@@ -10,13 +10,14 @@ records are in ``oibus.bus.portfolios``; the design in ``docs/portfolios.md``.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from ...bus import limits
 from ...bus.codec import decode_event, decode_intent, index_member_id, to_datetime
-from ...bus.errors import NotFoundError, PayloadTooLargeError
+from ...bus.errors import NotFoundError, OpenIntentError, PayloadTooLargeError
 from ...bus.keyspace import check_id
 from ...bus.listing import check_cursor, check_event_cursor, check_limit, merge_newest
 from ...bus.models import Event, Intent, Page
@@ -40,6 +41,8 @@ from ...bus.portfolios import (
     sync_calls,
 )
 from .base import ClientBase
+
+_log = logging.getLogger("oibus.portfolios")
 
 
 class PortfoliosMixin(ClientBase):
@@ -291,8 +294,20 @@ class PortfoliosMixin(ClientBase):
 
     def _sync_portfolios(self, moves: Sequence[Move]) -> None:
         """One pipelined round trip of idempotent ``sync_portfolio`` calls, one per
-        portfolio named (the daemon replays the same moves; stale ones apply nothing)."""
+        portfolio named (the daemon replays the same moves; stale ones apply nothing).
+
+        The status change these moves report is already stored when this runs, so a
+        failure here is logged, not raised: raising would tell the caller that a change
+        which happened did not, and the daemon brings the portfolio up to date from the
+        bus."""
         calls = sync_calls(self.keyspace, self._ops.actor, moves)
-        for reply in self._runner.call_many(calls):
+        if not calls:
+            return
+        try:
+            replies = self._runner.call_many(calls)
+        except OpenIntentError as exc:
+            _log.warning("portfolio sync after a status change failed: %s", exc)
+            return
+        for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
-                raise reply
+                _log.warning("portfolio sync failed for %s: %s", call.args[0], reply)
