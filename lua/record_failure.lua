@@ -60,13 +60,8 @@ if code ~= "" and not is_text(code, RETRY_ERROR_BYTES) then
   return fail("INVALID", "error_code must be 1-" .. RETRY_ERROR_BYTES .. " bytes of text",
     {field = "error_code"})
 end
-if #message > LIMIT_TEXT_BYTES then
-  return fail("TOO_LARGE", "error_message is over " .. LIMIT_TEXT_BYTES .. " bytes",
-    {field = "error_message", limit = LIMIT_TEXT_BYTES, size = #message})
-end
-if not is_utf8(message) then
-  return fail("INVALID", "error_message must be UTF-8 text", {field = "error_message"})
-end
+local bad_message = check_note(message, "error_message", LIMIT_TEXT_BYTES)
+if bad_message then return bad_message end
 if #metadata > LIMIT_PAYLOAD_BYTES then
   return fail("TOO_LARGE", "metadata is over " .. LIMIT_PAYLOAD_BYTES .. " bytes",
     {field = "metadata", limit = LIMIT_PAYLOAD_BYTES, size = #metadata})

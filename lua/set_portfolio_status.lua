@@ -42,13 +42,8 @@ if PORTFOLIO_TRANSITIONS[to] == nil then
   return fail("INVALID", "unknown portfolio status " .. tostring(to) .. "; one of "
     .. table.concat(PORTFOLIO_STATUSES, ", "), {field = "status"})
 end
-if not is_utf8(reason) then
-  return fail("INVALID", "reason must be UTF-8 text", {field = "reason"})
-end
-if #reason > LIMIT_TEXT_BYTES then
-  return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
-    {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
-end
+local bad_reason = check_note(reason, "reason", LIMIT_TEXT_BYTES)
+if bad_reason then return bad_reason end
 local ix, ix_err = pf_indexes(4)
 if ix == nil then return ix_err end
 local cur, err = open_portfolio(rk, pid, {})

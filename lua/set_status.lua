@@ -72,13 +72,8 @@ local ok_rel, related = pcall(cjson.decode, ARGV[6])
 if not ok_rel or type(related) ~= "table" or #KEYS ~= 16 + 4 * #related then
   return fail("INVALID", "related must be a JSON list with four keys per id", {field = "keys"})
 end
-if not is_utf8(reason) then
-  return fail("INVALID", "reason must be UTF-8 text", {field = "reason"})
-end
-if #reason > LIMIT_TEXT_BYTES then
-  return fail("TOO_LARGE", "reason is over " .. LIMIT_TEXT_BYTES .. " bytes",
-    {field = "reason", limit = LIMIT_TEXT_BYTES, size = #reason})
-end
+local bad_reason = check_note(reason, "reason", LIMIT_TEXT_BYTES)
+if bad_reason then return bad_reason end
 local cur, err = open_intent(ik, id, {"status", "on_dep_fail"})
 if cur == nil then return err end
 if not (key_ends(KEYS[4], ":rd:" .. id) and key_ends(KEYS[5], ":x:p:" .. id)) then

@@ -53,6 +53,18 @@ local function decode_object(text)
   return v
 end
 
+-- check_note(value, field, max_bytes): nil, or the error reply for free text (a reason, an
+-- error message) that is not UTF-8 or is longer than max_bytes; "" is allowed
+local function check_note(value, field, max_bytes)
+  if #value > max_bytes then
+    return fail("TOO_LARGE", field .. " is over " .. max_bytes .. " bytes",
+      {field = field, limit = max_bytes, size = #value})
+  end
+  if not is_utf8(value) then
+    return fail("INVALID", field .. " must be UTF-8 text", {field = field})
+  end
+end
+
 -- check_actor(actor): nil, or the error reply for an actor that is not short UTF-8 text
 local function check_actor(actor)
   if not is_text(actor, 256) then
