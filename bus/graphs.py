@@ -13,6 +13,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from . import limits
 from .errors import ValidationError
 from .statuses import IntentStatus
 
@@ -20,9 +21,10 @@ GRAPH_NODES: Final = 1000
 """Most intents one graph read (descendants, the whole graph) returns."""
 GRAPH_DEPTH: Final = 64
 """Most levels an ancestor or descendant walk climbs or descends."""
-CASCADE_ROUNDS: Final = 64
-"""Most times a status change is retried with the keys its cascade asked for: each round
-declares the next level of the intents the change moves."""
+CASCADE_ROUNDS: Final = limits.CASCADE
+"""Most times a status change is retried with the keys its cascade asked for. Each round
+declares at least one more intent the change moves (the next level of a deep cascade), so
+the script's own bound on moves ends the rounds first."""
 
 EdgeKind = Literal["parent", "depends_on"]
 

@@ -133,11 +133,6 @@ class Keyspace:
         """Inline attachment content by attachment id (hash)."""
         return f"{self.tag_of(intent_id)}:ac:{intent_id}"
 
-    def dependents(self, intent_id: str) -> str:
-        """The intents that depend on this one (zset, score 0, by id): the reverse index
-        that makes unblocking and ``get_dependents`` reads of one key, never a scan."""
-        return f"{self.tag_of(intent_id)}:rd:{intent_id}"
-
     def children(self, intent_id: str) -> str:
         """The intent's children (the parent index of its partition)."""
         return f"{self.tag_of(intent_id)}:x:p:{intent_id}"
@@ -172,9 +167,9 @@ class Keyspace:
 
     def graph_hashes(self, partition: int) -> list[str]:
         """The partition's graph hashes (status mirror, unmet counts, children counts by
-        parent and status, forward edges); see lua/includes/graph.lua."""
+        parent and status, dependencies, dependents, parents); see lua/includes/graph.lua."""
         t = self.tag(partition)
-        return [f"{t}:g:st", f"{t}:g:um", f"{t}:g:ag", f"{t}:g:dep"]
+        return [f"{t}:g:{name}" for name in ("st", "um", "ag", "dep", "rd", "par")]
 
     def graph_tail(self, partition: int) -> list[str]:
         """What every status-changing graph script declares after its own keys: the bus,

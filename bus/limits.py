@@ -26,8 +26,13 @@ FILTER_SCAN: Final = 10_000
 """Most entries one filtered page reads before it returns what it found and a cursor."""
 DEPENDENTS: Final = 1000
 """Most intents that may depend on one intent (RFC-0002)."""
-CASCADE: Final = 1000
-"""Most intents one status change may move (unblocked, abandoned by policy or cascade)."""
+CASCADE: Final = 2000
+"""Most intents one status change may move (unblocked, abandoned by policy or cascade):
+more than an intent's dependents, so that a completion can always unblock them all."""
+CHILDREN: Final = 10_000
+"""Most children of one parent (bounds the abandonment cascade's read of them)."""
+PLAN_READS: Final = 100_000
+"""Most dependents and children one status change's cascade plan reads."""
 GRAPH_WALK: Final = 10_000
 """Most intents the cycle check of ``add_dependency`` visits."""
 PORTFOLIO_MEMBERS: Final = 1000

@@ -234,7 +234,6 @@ class Ops:
             ks.index_creator(p, creator),
             ks.children(parent_intent_id if parent_intent_id is not None else intent_id),
             *ks.graph_tail(p),
-            *(ks.dependents(dep) for dep in deps),
         ]
         return Call(
             "create_intent",
@@ -328,12 +327,11 @@ class Ops:
             ks.intent(intent_id),
             ks.state(intent_id),
             ks.events(intent_id),
-            ks.dependents(intent_id),
             ks.children(intent_id),
             *ks.graph_tail(ks.partition(intent_id)),
         ]
         for other in related:
-            keys += [ks.intent(other), ks.events(other), ks.dependents(other), ks.children(other)]
+            keys += [ks.intent(other), ks.events(other), ks.children(other)]
         return Call(
             "set_status",
             keys,
@@ -359,7 +357,6 @@ class Ops:
             ks.intent(intent_id),
             ks.state(intent_id),
             ks.events(intent_id),
-            ks.dependents(dependency_id),
             *ks.graph_tail(ks.partition(intent_id)),
         ]
         return Call(

@@ -8,9 +8,11 @@ Invariants:
   - every input is checked here before the first write; version starts at 1
   - the intent, its indexes and its intent_created event are written together
   - graphs stay in one group: the parent and every dependency must exist, share the
-    id's group and be open (a parent) or not abandoned (a dependency, unless its policy
-    is to ignore failed dependencies); an intent asked to start active with unmet
-    dependencies starts blocked
+    id's group and be open (a parent, with fewer than LIMIT_CHILDREN children) or not
+    abandoned (a dependency with fewer than LIMIT_DEPENDENTS dependents, unless its
+    policy is to ignore failed dependencies); an intent asked to start active with unmet
+    dependencies starts blocked; a child cannot depend on what waits for its parent
+    (CYCLE: its parent waits for it)
 
 KEYS:
   [1] intent      hash   {ns:p}:i:<id>
@@ -26,11 +28,12 @@ KEYS:
   [11] ix_suspended  zset   {ns:p}:x:s:suspended_awaiting_input
   [12] ix_completed  zset   {ns:p}:x:s:completed
   [13] ix_abandoned  zset   {ns:p}:x:s:abandoned
-  [14] g_status    hash   {ns:p}:g:st (id -> status)
-  [15] g_unmet     hash   {ns:p}:g:um (id -> unmet dependencies)
-  [16] g_counts    hash   {ns:p}:g:ag (parent:status -> children)
-  [17] g_deps      hash   {ns:p}:g:dep (id -> depends_on)
-  [18+] dependents zset  {ns:p}:rd:<dependency>, one per depends_on id, in order
+  [14] g_status     hash   {ns:p}:g:st (id -> status)
+  [15] g_unmet      hash   {ns:p}:g:um (id -> unmet dependencies)
+  [16] g_counts     hash   {ns:p}:g:ag (parent:status -> children)
+  [17] g_deps       hash   {ns:p}:g:dep (id -> depends_on JSON)
+  [18] g_dependents hash   {ns:p}:g:rd (id -> dependents JSON)
+  [19] g_parents    hash   {ns:p}:g:par (child id -> parent id)
 
 ARGV:
   [1] id           the intent id (generated or chosen by the caller)
@@ -43,7 +46,7 @@ ARGV:
   [6] actor        who creates it
 
 Returns: {created (1|0), the intent as JSON (includes/snapshot.lua)}
-Errors: INVALID, TOO_LARGE, EXISTS, NOT_FOUND, CLOSED
+Errors: INVALID, TOO_LARGE, EXISTS, NOT_FOUND, CLOSED, CYCLE
 Events: intent_created, agent_assigned
 ]]
 -- @include "fail"
@@ -124,6 +127,10 @@ if parent ~= nil then
     return fail("CLOSED", "parent intent " .. parent .. " is " .. parent_status
       .. " and takes no new children", {status = parent_status})
   end
+  if redis.call("ZCARD", ix_parent) >= LIMIT_CHILDREN then
+    return fail("TOO_LARGE", "intent " .. parent .. " already has " .. LIMIT_CHILDREN .. " children",
+      {field = "parent_intent_id", limit = LIMIT_CHILDREN})
+  end
 elseif not key_ends(ix_parent, ":x:p:" .. id) then
   return fail("INVALID", "parent index key does not match the id", {field = "parent_intent_id"})
 end
@@ -144,10 +151,10 @@ local assign = spec.assign
 if assign ~= nil and not is_text(assign, 256) then
   return fail("INVALID", "assign must be a non-empty string of at most 256 bytes", {field = "assign"})
 end
-if #KEYS ~= 17 + #deps then
-  return fail("INVALID", "expected one dependents key per dependency", {field = "keys"})
+if #KEYS ~= 19 then
+  return fail("INVALID", "expected 19 keys", {field = "keys"})
 end
-local unmet, listed = 0, {}
+local unmet, listed, dependents = 0, {}, {}
 for n = 1, #deps do
   local dep = deps[n]
   if not is_id(dep) or dep == id then
@@ -158,7 +165,7 @@ for n = 1, #deps do
     return fail("INVALID", "depends_on lists " .. dep .. " twice", {field = "depends_on"})
   end
   listed[dep] = true
-  if group_of(dep) ~= group_of(id) or not key_ends(KEYS[17 + n], ":rd:" .. dep) then
+  if group_of(dep) ~= group_of(id) then
     return fail("INVALID", "dependency " .. dep .. " is in another group: an intent and its "
       .. "dependencies share a group (the id up to its first \".\")", {field = "depends_on"})
   end
@@ -169,11 +176,17 @@ for n = 1, #deps do
   if dep_status == "abandoned" and policy ~= "ignore" then
     return fail("INVALID", "dependency " .. dep .. " is abandoned", {field = "depends_on"})
   end
-  if redis.call("ZCARD", KEYS[17 + n]) >= LIMIT_DEPENDENTS then
+  dependents[n] = id_list(G.rd, dep)
+  if #dependents[n] >= LIMIT_DEPENDENTS then
     return fail("TOO_LARGE", "intent " .. dep .. " already has " .. LIMIT_DEPENDENTS .. " dependents",
       {field = "depends_on", limit = LIMIT_DEPENDENTS})
   end
   if edge_counts(dep_status, policy) then unmet = unmet + 1 end
+end
+if parent ~= nil and #deps > 0 then
+  -- the parent will wait for the new intent, which will wait for its dependencies
+  local cycle = cycle_error(id, find_waiting(G, parent, listed), "depends_on")
+  if cycle then return cycle end
 end
 if status == "active" and unmet > 0 then status = "blocked" end
 local constraints = ARGV[3]
@@ -242,11 +255,13 @@ rcall("ZADD", G.ix[status], 0, member)
 rcall("ZADD", ix_creator, 0, member)
 rcall("HSET", G.st, id, status)
 if unmet > 0 then rcall("HSET", G.um, id, unmet) end
-if #deps > 0 then
-  rcall("HSET", G.dep, id, deps_json)
-  for n = 1, #deps do rcall("ZADD", KEYS[17 + n], 0, id) end
+set_id_list(G.dep, id, deps)
+for n = 1, #deps do
+  dependents[n][#dependents[n] + 1] = id
+  set_id_list(G.rd, deps[n], dependents[n])
 end
 if parent ~= nil then
+  rcall("HSET", G.par, id, parent)
   rcall("ZADD", ix_parent, 0, member)
   rcall("HINCRBY", G.ag, parent .. ":" .. status, 1)
 end

@@ -19,20 +19,21 @@ KEYS:
   [1] intent     hash   {ns:p}:i:<id>
   [2] state      hash   {ns:p}:s:<id>
   [3] events     stream {ns:p}:e:<id>
-  [4] dependents zset   {ns:p}:rd:<id>
-  [5] children   zset   {ns:p}:x:p:<id>
-  [6] bus         stream {ns:p}:bus
-  [7] ix_draft      zset   {ns:p}:x:s:draft
-  [8] ix_active     zset   {ns:p}:x:s:active
-  [9] ix_blocked    zset   {ns:p}:x:s:blocked
-  [10] ix_suspended  zset   {ns:p}:x:s:suspended_awaiting_input
-  [11] ix_completed  zset   {ns:p}:x:s:completed
-  [12] ix_abandoned  zset   {ns:p}:x:s:abandoned
-  [13] g_status    hash   {ns:p}:g:st (id -> status)
-  [14] g_unmet     hash   {ns:p}:g:um (id -> unmet dependencies)
-  [15] g_counts    hash   {ns:p}:g:ag (parent:status -> children)
-  [16] g_deps      hash   {ns:p}:g:dep (id -> depends_on)
-  [17+] related  4 keys per id of ARGV[6]: {ns:p}:i:<r>, {ns:p}:e:<r>, {ns:p}:rd:<r>, {ns:p}:x:p:<r>
+  [4] children   zset   {ns:p}:x:p:<id>
+  [5] bus         stream {ns:p}:bus
+  [6] ix_draft      zset   {ns:p}:x:s:draft
+  [7] ix_active     zset   {ns:p}:x:s:active
+  [8] ix_blocked    zset   {ns:p}:x:s:blocked
+  [9] ix_suspended  zset   {ns:p}:x:s:suspended_awaiting_input
+  [10] ix_completed  zset   {ns:p}:x:s:completed
+  [11] ix_abandoned  zset   {ns:p}:x:s:abandoned
+  [12] g_status     hash   {ns:p}:g:st (id -> status)
+  [13] g_unmet      hash   {ns:p}:g:um (id -> unmet dependencies)
+  [14] g_counts     hash   {ns:p}:g:ag (parent:status -> children)
+  [15] g_deps       hash   {ns:p}:g:dep (id -> depends_on JSON)
+  [16] g_dependents hash   {ns:p}:g:rd (id -> dependents JSON)
+  [17] g_parents    hash   {ns:p}:g:par (child id -> parent id)
+  [18+] related  3 keys per id of ARGV[6]: {ns:p}:i:<r>, {ns:p}:e:<r>, {ns:p}:x:p:<r>
 
 ARGV:
   [1] id        the intent id
@@ -66,28 +67,28 @@ if status_index(to) == nil then
   return fail("INVALID", "unknown status " .. tostring(to) .. "; one of " .. table.concat(STATUSES, ", "),
     {field = "status"})
 end
-local G = graph_ctx(6)
+local G = graph_ctx(5)
 if G == nil then return bad_graph_keys() end
 local ok_rel, related = pcall(cjson.decode, ARGV[6])
-if not ok_rel or type(related) ~= "table" or #KEYS ~= 16 + 4 * #related then
-  return fail("INVALID", "related must be a JSON list with four keys per id", {field = "keys"})
+if not ok_rel or type(related) ~= "table" or #KEYS ~= 17 + 3 * #related then
+  return fail("INVALID", "related must be a JSON list with three keys per id", {field = "keys"})
 end
 local bad_reason = check_note(reason, "reason", LIMIT_TEXT_BYTES)
 if bad_reason then return bad_reason end
 local cur, err = open_intent(ik, id, {"status", "on_dep_fail"})
 if cur == nil then return err end
-if not (key_ends(KEYS[4], ":rd:" .. id) and key_ends(KEYS[5], ":x:p:" .. id)) then
-  return bad_graph_keys()
+if not (key_ends(sk, ":s:" .. id) and key_ends(KEYS[3], ":e:" .. id)
+    and key_ends(KEYS[4], ":x:p:" .. id)) then
+  return fail("INVALID", "keys do not match the intent id", {field = "keys"})
 end
-local declared = {[id] = {ik = ik, ek = KEYS[3], rdk = KEYS[4], xpk = KEYS[5]}}
+local declared = {[id] = {ik = ik, ek = KEYS[3], xpk = KEYS[4]}}
 for n = 1, #related do
-  local r, base = related[n], 16 + 4 * (n - 1)
+  local r, base = related[n], 17 + 3 * (n - 1)
   if not is_id(r) or group_of(r) ~= group_of(id) or not key_ends(KEYS[base + 1], ":i:" .. r)
-      or not key_ends(KEYS[base + 2], ":e:" .. r) or not key_ends(KEYS[base + 3], ":rd:" .. r)
-      or not key_ends(KEYS[base + 4], ":x:p:" .. r) then
+      or not key_ends(KEYS[base + 2], ":e:" .. r) or not key_ends(KEYS[base + 3], ":x:p:" .. r) then
     return fail("INVALID", "related keys do not match their ids", {field = "keys"})
   end
-  declared[r] = {ik = KEYS[base + 1], ek = KEYS[base + 2], rdk = KEYS[base + 3], xpk = KEYS[base + 4]}
+  declared[r] = {ik = KEYS[base + 1], ek = KEYS[base + 2], xpk = KEYS[base + 3]}
 end
 
 local version, from, policy = tonumber(cur[1]), cur[2], cur[3] or "block"
@@ -98,7 +99,7 @@ end
 if to == "completed" then
   local held, unmet = unmet_of(G, id), {}
   if held > 0 then unmet = unmet_list(G, id, policy) end
-  local open, names = open_children(G, KEYS[5], id)
+  local open, names = open_children(G, KEYS[4], id)
   if TRANSITIONS[from][to] and (held > 0 or open > 0) then
     local why = {}
     if held > 0 then why[#why + 1] = held .. " dependencies (" .. table.concat(unmet, ", ") .. ")" end

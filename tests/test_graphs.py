@@ -379,7 +379,7 @@ def test_bad_related_keys_are_refused(client: Client) -> None:
     b = client.create_intent("b", depends_on=[a.id])
     call = client._ops.set_status(a.id, None, "completed", None, related=[b.id])
     keys = list(call.keys)
-    keys[-4] = client.keyspace.intent(a.id)  # b's intent key swapped for a's
+    keys[-3] = client.keyspace.intent(a.id)  # b's intent key swapped for a's
     with pytest.raises(ValidationError):
         client._runner.call(Call(call.script, keys, call.args))
     with pytest.raises(ValidationError):
@@ -474,3 +474,91 @@ def test_bad_graph_options_are_refused(client: Client, raw_redis: object) -> Non
                 ["swap", a.id, f"{a.id}.b", "", "x"],
             )
         )
+
+
+# -- from the review: deadlocks through parents, limits, deep cascades -------------------
+def test_a_child_cannot_wait_for_what_waits_for_its_parent(client: Client) -> None:
+    parent = client.create_intent("parent")
+    with pytest.raises(CycleError) as made:
+        client.create_child_intent(parent.id, "child", depends_on=[parent.id])
+    cycle = made.value.cycle
+    assert cycle[0] == cycle[-1] and cycle[1:-1] == [parent.id]
+    assert list(client.get_children(parent.id)) == []
+    child = client.create_child_intent(parent.id, "child")
+    with pytest.raises(CycleError) as added:
+        client.add_dependency(child.id, parent.id)
+    assert added.value.cycle == [child.id, parent.id, child.id]
+    # indirect: the dependency waits for the parent, which waits for the child
+    after = client.create_intent("after the parent", depends_on=[parent.id])
+    with pytest.raises(CycleError) as indirect:
+        client.add_dependency(child.id, after.id)
+    assert indirect.value.cycle == [child.id, after.id, parent.id, child.id]
+    with pytest.raises(CycleError):
+        client.create_child_intent(parent.id, "late", depends_on=[after.id])
+    grandchild = client.create_child_intent(child.id, "grandchild")
+    with pytest.raises(CycleError):
+        client.add_dependency(grandchild.id, parent.id)
+    assert client.get_intent(child.id).depends_on == []
+    assert _complete(client, grandchild).status is IntentStatus.COMPLETED
+
+
+def _many(client: Client, n: int, **options: object) -> list[str]:
+    """n intents created in one pipelined round trip."""
+    from oibus.bus.ops import new_intent_id
+
+    group = options.pop("group")
+    calls = [
+        create_call(
+            client._ops,
+            new_intent_id(intent_id=None, idempotency_key=None, colocate_with=str(group)),
+            **options,
+        )
+        for _ in range(n)
+    ]
+    replies = client._runner.call_many(calls)
+    assert not any(isinstance(r, Exception) for r in replies), replies[:3]
+    return [c.args[0] for c in calls]
+
+
+def test_a_hub_with_a_thousand_dependents_completes_and_abandons(client: Client) -> None:
+    from oibus.bus import limits
+
+    hub = client.create_intent("hub")
+    other = client.create_intent("other", colocate_with=hub.id)
+    ids = _many(
+        client,
+        limits.DEPENDENTS,
+        group=hub.id,
+        depends_on=[hub.id, other.id],
+        on_dependency_failure="ignore",
+    )
+    with pytest.raises(PayloadTooLargeError):
+        client.create_intent("one too many", depends_on=[hub.id])
+    client.set_status(other.id, other.version, "abandoned")  # 1,000 notes, one move
+    assert client.get_intent(ids[0]).status is IntentStatus.BLOCKED
+    _complete(client, hub)  # 1,001 moves
+    statuses = client._runner.command(
+        "HMGET", client.keyspace.graph_hashes(client.keyspace.partition(hub.id))[0], *ids
+    )
+    assert set(statuses) == {"active"}
+
+
+def test_a_cascade_deeper_than_the_old_round_limit(client: Client) -> None:
+    root = client.create_intent("root")
+    chain = [root]
+    for n in range(70):
+        chain.append(client.create_child_intent(chain[-1].id, f"level {n}"))
+    client.set_status(root.id, root.version, "abandoned")
+    assert _status(client, chain[-1]) == "abandoned"
+    assert client.get_aggregate_status(chain[-2].id).by_status["abandoned"] == 1
+
+
+def test_a_missing_mirror_entry_is_refused_before_any_write(client: Client) -> None:
+    parent = client.create_intent("parent")
+    child = client.create_child_intent(parent.id, "child")
+    mirror = client.keyspace.graph_hashes(client.keyspace.partition(parent.id))[0]
+    client._runner.command("HDEL", mirror, child.id)
+    with pytest.raises(NotFoundError):
+        client.set_status(parent.id, parent.version, "abandoned")
+    assert client.get_intent(parent.id) == parent
+    assert event_types(client, parent.id) == ["intent_created"]

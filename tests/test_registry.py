@@ -89,8 +89,8 @@ def test_ops_send_the_key_counts_the_headers_declare() -> None:
             assert len(call.keys) == len(header.keys), call.script
         assert len(call.args) == len(header.argv), call.script
     status_calls = [c for c in calls if c.script == "set_status"]
-    assert [len(c.keys) for c in status_calls] == [16, 16 + 2 * 4]
-    assert len(calls[-4].keys) == 17 + 2
+    assert [len(c.keys) for c in status_calls] == [17, 17 + 2 * 3]
+    assert len(calls[-4].keys) == 19
 
 
 def test_includes_expand_once_and_cycles_are_named() -> None:

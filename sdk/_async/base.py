@@ -18,10 +18,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from ... import _version
+from ...bus.codec import decode_intent
 from ...bus.discovery import protocol_info
 from ...bus.errors import BusError, ConfigurationError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
-from ...bus.models import ProtocolInfo
+from ...bus.models import Intent, ProtocolInfo
 from ...bus.moves import Move
 from ...bus.ops import Call, Ops
 from ...bus.registry import default_registry
@@ -124,6 +125,17 @@ class AsyncClientBase:
                 f"was configured with {self.keyspace.partitions}"
             )
         self._meta_checked = True
+
+    async def _fetch_intents(self, ids: Sequence[str]) -> list[Intent]:
+        """The intents, in order; ones that do not exist are left out."""
+        replies = await self._runner.call_many([self._ops.get_intent(i) for i in ids])
+        found = []
+        for intent_id, reply in zip(ids, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            if reply is not None:
+                found.append(decode_intent(reply, intent_id))
+        return found
 
     async def _after_moves(self, moves: Sequence[Move]) -> None:
         """Called with the status moves of every status-changing call once it succeeded.

@@ -5,7 +5,6 @@ reads go level by level, one pipelined round trip per level, within the bounds o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
@@ -59,17 +58,6 @@ class AsyncGraphsMixin(AsyncClientBase):
         return decode_intent(snapshot, intent_id)
 
     # -- reads --------------------------------------------------------------------------
-    async def _fetch_intents(self, ids: Sequence[str]) -> list[Intent]:
-        """The intents, in order; ones that do not exist are left out."""
-        replies = await self._runner.call_many([self._ops.get_intent(i) for i in ids])
-        found = []
-        for intent_id, reply in zip(ids, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
-            if reply is not None:
-                found.append(decode_intent(reply, intent_id))
-        return found
-
     async def _require(self, intent_id: str) -> None:
         if not await self._runner.command("EXISTS", self.keyspace.intent(check_id(intent_id))):
             raise NotFoundError(f"intent {intent_id} does not exist", id=intent_id)
@@ -105,17 +93,13 @@ class AsyncGraphsMixin(AsyncClientBase):
         check_id(intent_id)
         if cursor is not None:
             check_id(cursor, "cursor")
-        low = "-" if cursor is None else "(" + cursor
+        dependents_key = self.keyspace.graph_hashes(self.keyspace.partition(intent_id))[4]
         if not self._meta_checked:
             await self._check_meta()
-        ids = cast(
-            "list[str]",
-            await self._runner.command(
-                "ZRANGE", self.keyspace.dependents(intent_id), low, "+", "BYLEX", "LIMIT", 0, limit
-            ),
-        )
-        if not ids and cursor is None:
+        text = await self._runner.command("HGET", dependents_key, intent_id)
+        if text is None and cursor is None:
             await self._require(intent_id)
+        ids = sorted(i for i in _decode_list(text) if cursor is None or i > cursor)[:limit]
         return Page(await self._fetch_intents(ids), ids[-1] if len(ids) == limit else None)
 
     async def get_ancestors(self, intent_id: str) -> list[Intent]:
@@ -216,7 +200,7 @@ class AsyncGraphsMixin(AsyncClientBase):
         ``FILTER_SCAN``)."""
         ks = self.keyspace
         p = ks.partition(check_id(intent_id))
-        mirror, _, counts_key, _ = ks.graph_hashes(p)
+        mirror, _, counts_key, *_ = ks.graph_hashes(p)
         await self._require(intent_id)
         raw = cast(
             "list[str | None]",
@@ -255,6 +239,7 @@ class AsyncGraphsMixin(AsyncClientBase):
         check_bound(max_nodes, "max_nodes", GRAPH_NODES)
         ks = self.keyspace
         await self._require(intent_id)
+        dependents_key = ks.graph_hashes(ks.partition(intent_id))[4]
         nodes: dict[str, GraphNode] = {}
         edges: dict[tuple[str, str, str], GraphEdge] = {}
         seen = {intent_id}
@@ -274,14 +259,15 @@ class AsyncGraphsMixin(AsyncClientBase):
                             "parent_intent_id",
                             "depends_on",
                         ),
-                        ("ZRANGE", ks.dependents(node), 0, max_nodes - 1),
+                        ("HGET", dependents_key, node),
                         ("ZRANGE", ks.children(node), 0, max_nodes - 1),
                     )
                 ]
             )
             following: list[str] = []
             for n, node in enumerate(level):
-                fields, dependents, children = replies[3 * n : 3 * n + 3]
+                fields, dependents_text, children = replies[3 * n : 3 * n + 3]
+                dependents = cast("list[str]", _decode_list(dependents_text))
                 title, status, parent, deps_text = fields
                 if status is None:
                     continue

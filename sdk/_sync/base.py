@@ -19,10 +19,11 @@ from redis import Redis
 from redis.cluster import RedisCluster
 
 from ... import _version
+from ...bus.codec import decode_intent
 from ...bus.discovery import protocol_info
 from ...bus.errors import BusError, ConfigurationError
 from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
-from ...bus.models import ProtocolInfo
+from ...bus.models import Intent, ProtocolInfo
 from ...bus.moves import Move
 from ...bus.ops import Call, Ops
 from ...bus.registry import default_registry
@@ -125,6 +126,17 @@ class ClientBase:
                 f"was configured with {self.keyspace.partitions}"
             )
         self._meta_checked = True
+
+    def _fetch_intents(self, ids: Sequence[str]) -> list[Intent]:
+        """The intents, in order; ones that do not exist are left out."""
+        replies = self._runner.call_many([self._ops.get_intent(i) for i in ids])
+        found = []
+        for intent_id, reply in zip(ids, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            if reply is not None:
+                found.append(decode_intent(reply, intent_id))
+        return found
 
     def _after_moves(self, moves: Sequence[Move]) -> None:
         """Called with the status moves of every status-changing call once it succeeded.

@@ -23,7 +23,7 @@ from ...bus.codec import (
     to_datetime,
     to_micros,
 )
-from ...bus.errors import NotFoundError, PayloadTooLargeError
+from ...bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
 from ...bus.graphs import CASCADE_ROUNDS, decode_ids
 from ...bus.keyspace import check_id
 from ...bus.listing import (
@@ -239,7 +239,10 @@ class Client(
             call = self._ops.set_status(intent_id, version, status, reason, related)
             snapshot, moves = self._run(call)
             if snapshot is None:  # the cascade reaches intents whose keys it needs too
-                related += decode_ids(moves)
+                more = [i for i in decode_ids(moves) if i not in related]
+                if not more:
+                    raise ScriptError(f"set_status asked again for keys it was given: {moves}")
+                related += more
                 continue
             self._after_moves(decode_moves(moves))
             return decode_intent(snapshot, intent_id)
@@ -247,7 +250,7 @@ class Client(
             f"moving {intent_id} cascades more than {CASCADE_ROUNDS} levels deep; "
             "change the graph in smaller parts",
             limit=CASCADE_ROUNDS,
-        )
+        )  # not reached while the script's own bound on moves holds
 
     def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
         call = self._ops.assign_agent(intent_id, agent_id)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from ...bus import limits
-from ...bus.codec import decode_event, decode_intent, index_member_id, to_datetime
+from ...bus.codec import decode_event, index_member_id, to_datetime
 from ...bus.errors import NotFoundError, OpenIntentError, PayloadTooLargeError
 from ...bus.keyspace import check_id
 from ...bus.listing import check_cursor, check_event_cursor, check_limit, merge_newest
@@ -228,14 +228,7 @@ class PortfoliosMixin(ClientBase):
         )
         if not exists:
             raise NotFoundError(f"portfolio {pid} does not exist", resource="portfolio", id=pid)
-        replies = self._runner.call_many([self._ops.get_intent(i) for i in ids])
-        out = []
-        for intent_id, reply in zip(ids, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
-            if reply is not None:
-                out.append(decode_intent(reply, intent_id))
-        return out
+        return self._fetch_intents(ids)
 
     def get_intent_portfolios(self, intent_id: str) -> list[Portfolio]:
         """The portfolios the intent belongs to (without their members): their
