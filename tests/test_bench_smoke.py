@@ -1,5 +1,5 @@
-"""The benchmark harness still runs (every figure for a moment). It judges no numbers:
-performance is read from bench/RESULTS.md, never asserted in tests."""
+"""The benchmark harnesses still run (every figure for a moment). They judge no numbers:
+performance is read from bench/RESULTS.md and bench/GRAPHS.md, never asserted in tests."""
 
 from __future__ import annotations
 
@@ -15,9 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 @pytest.mark.real
 @pytest.mark.timeout(240)
-def test_core_benchmark_smoke() -> None:
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        (
+            "bench.core",
+            ["baseline", "create_intent", "update_state", "get_intent", "log_event"],
+        ),
+        ("bench.graphs", ["completion that unblocked a dependent", "get_intent_graph"]),
+    ],
+)
+def test_benchmark_smoke(module: str, expected: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.core", "--smoke"],
+        [sys.executable, "-m", module, "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -25,6 +35,6 @@ def test_core_benchmark_smoke() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for op in ("baseline", "create_intent", "update_state", "get_intent", "log_event"):
-        assert op in result.stdout
+    for text in expected:
+        assert text in result.stdout
     assert "sanity: ok" in result.stdout
