@@ -68,6 +68,7 @@ class EventType(StrEnum):
     RETRY_POLICY_SET = "retry_policy_set"
     FAILURE_RECORDED = "failure_recorded"
     RETRY_SCHEDULED = "retry_scheduled"
+    RETRY_DISPATCHED = "retry_dispatched"
     RETRIES_EXHAUSTED = "retries_exhausted"
     FALLBACK_TRIGGERED = "fallback_triggered"
 
@@ -99,6 +100,7 @@ RESERVED: Final = frozenset(
         E.RETRY_POLICY_SET,
         E.FAILURE_RECORDED,
         E.RETRY_SCHEDULED,
+        E.RETRY_DISPATCHED,
         E.RETRIES_EXHAUSTED,
         E.FALLBACK_TRIGGERED,
         E.DEPENDENCY_ADDED,

@@ -41,11 +41,13 @@ __all__ = [
     "check_policy",
     "decode_failure",
     "decode_policy",
+    "dispatch_retry_call",
     "pairs",
     "record_failure_call",
     "recorded_failure",
     "retry_delay_ms",
     "set_policy_call",
+    "trigger_fallback_call",
 ]
 
 RetryStrategy = Literal["none", "fixed", "exponential", "linear"]
@@ -480,4 +482,38 @@ def decode_failure(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> 
         recorded_at=to_datetime(at)
         if at.isdigit()
         else to_datetime(int(entry_id.split("-", maxsplit=1)[0]) * 1000),
+    )
+
+
+def dispatch_retry_call(keyspace: Keyspace, actor: str, intent_id: str, due_us: int) -> Call:
+    """The daemon's dispatch of one due retry (``lua/dispatch_retry.lua``): ``due_us`` is
+    the score it read, so a retry rescheduled meanwhile is left alone."""
+    ks = keyspace
+    check_id(intent_id)
+    return Call(
+        "dispatch_retry",
+        [
+            ks.intent(intent_id),
+            ks.failures(intent_id),
+            ks.events(intent_id),
+            ks.bus(ks.partition(intent_id)),
+            ks.due_retries(ks.partition(intent_id)),
+        ],
+        [intent_id, str(int(due_us)), actor],
+    )
+
+
+def trigger_fallback_call(keyspace: Keyspace, actor: str, intent_id: str) -> Call:
+    """Hand an exhausted intent to its fallback agent (``lua/trigger_fallback.lua``)."""
+    ks = keyspace
+    check_id(intent_id)
+    return Call(
+        "trigger_fallback",
+        [
+            ks.intent(intent_id),
+            ks.retry_policy(intent_id),
+            ks.events(intent_id),
+            ks.bus(ks.partition(intent_id)),
+        ],
+        [intent_id, actor],
     )

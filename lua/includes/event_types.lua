@@ -11,6 +11,7 @@ local RESERVED_EVENT_TYPES = {
   attachment_added = true, attachment_deleted = true,
   cost_recorded = true, budget_alert = true, budget_exceeded = true,
   retry_policy_set = true, failure_recorded = true, retry_scheduled = true,
+  retry_dispatched = true,
   retries_exhausted = true, fallback_triggered = true,
   dependency_added = true, dependency_removed = true, dependency_failed = true,
   subscription_created = true, subscription_removed = true,

@@ -1,0 +1,239 @@
+"""Reading the partition buses through the daemons' consumer group.
+
+Every daemon is a consumer of the group ``oibus-daemon`` on every partition's bus, so the
+daemons share the entries between them. An entry is acknowledged only after every handler
+returned for it (their effects are durable in Redis by then, and idempotent, so handling
+an entry again changes nothing). An entry whose handling failed stays pending and is tried
+again; one that failed ``max_deliveries`` times goes to the dead-letter stream
+``{ns}:dlq:bus`` (and is acknowledged) instead of looping forever. The pending entries of a
+daemon whose heartbeat expired are claimed by a live one (liveness, not a fixed idle
+time, decides: see ``liveness.py``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import anyio
+
+from ..bus.errors import BusError, OpenIntentError
+from ..sdk._async.client import AsyncClient
+from .config import GROUP, DaemonConfig
+from .liveness import alive
+from .metrics import Metrics
+
+Entry = tuple[str, dict[str, str]]
+Handler = Callable[[int, str, dict[str, str]], Awaitable[None]]
+
+_log = logging.getLogger("oibus.daemon")
+
+
+def dead_letter_key(namespace: str) -> str:
+    return f"{{{namespace}}}:dlq:bus"
+
+
+class BusReader:
+    def __init__(
+        self, client: AsyncClient, config: DaemonConfig, metrics: Metrics, handler: Handler
+    ) -> None:
+        self.client = client
+        self.runner = client._runner
+        self.ks = client.keyspace
+        self.config = config
+        self.metrics = metrics
+        self.handler = handler
+        self.consumer = config.daemon_id
+        self._in_flight: set[tuple[int, str]] = set()
+
+    async def ensure_groups(self) -> None:
+        """Create the group on every partition's bus, from the start of what is there:
+        entries written before the first daemon ran are handled too."""
+        for p in range(self.ks.partitions):
+            try:
+                await self.runner.command(
+                    "XGROUP", "CREATE", self.ks.bus(p), GROUP, "0", "MKSTREAM"
+                )
+            except OpenIntentError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- handling -----------------------------------------------------------------------
+    async def _handle(self, p: int, entry_id: str, fields: dict[str, str]) -> None:
+        if (p, entry_id) in self._in_flight:
+            return
+        self._in_flight.add((p, entry_id))
+        try:
+            try:
+                await self.handler(p, entry_id, fields)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:  # a handler's failure must not stop the loop
+                self.metrics.loop_errors.labels("bus").inc()
+                _log.warning("bus entry %s/%s (%s) failed: %s", p, entry_id, fields.get("t"), exc)
+                await self._after_failure(p, entry_id, fields, exc)
+                return
+            await self.runner.command("XACK", self.ks.bus(p), GROUP, entry_id)
+            self.metrics.entries.labels(fields.get("t", "?")).inc()
+        finally:
+            self._in_flight.discard((p, entry_id))
+
+    async def _after_failure(
+        self, p: int, entry_id: str, fields: dict[str, str], exc: Exception
+    ) -> None:
+        """Past the delivery limit, the entry goes to the dead-letter stream."""
+        info = await self.runner.command("XPENDING", self.ks.bus(p), GROUP, entry_id, entry_id, 1)
+        rows = cast("list[Any]", info)
+        deliveries = int(_delivery_count(rows[0])) if rows else 0
+        if deliveries < self.config.max_deliveries:
+            return
+        await self.runner.command(
+            "XADD",
+            dead_letter_key(self.ks.namespace),
+            "*",
+            "partition",
+            p,
+            "entry",
+            entry_id,
+            "type",
+            fields.get("t", ""),
+            "intent",
+            fields.get("i", ""),
+            "deliveries",
+            deliveries,
+            "error",
+            str(exc)[:2000],
+        )
+        await self.runner.command("XACK", self.ks.bus(p), GROUP, entry_id)
+        _log.error(
+            "bus entry %s/%s (%s) moved to the dead-letter store after %d deliveries: %s",
+            p,
+            entry_id,
+            fields.get("t"),
+            deliveries,
+            exc,
+        )
+
+    # -- the loops ----------------------------------------------------------------------
+    async def run_partition(self, p: int) -> None:
+        """Own pending entries first (left by this daemon id before a restart), then new
+        ones, with a blocking read."""
+        key = self.ks.bus(p)
+        backlog = True
+        while True:
+            self.metrics.loop_heartbeats.labels("bus").inc()
+            args: list[str | int] = ["XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT"]
+            args.append(self.config.batch)
+            if not backlog:
+                args += ["BLOCK", self.config.block_ms]
+            args += ["STREAMS", key, "0" if backlog else ">"]
+            try:
+                reply = await self.runner.command(*args)
+            except BusError as exc:
+                self.metrics.loop_errors.labels("bus").inc()
+                _log.warning("reading bus %s failed: %s", p, exc)
+                await anyio.sleep(1.0)
+                continue
+            entries = _entries(reply)
+            if backlog and not entries:
+                backlog = False
+                continue
+            for entry_id, fields in entries:
+                if fields:  # an entry trimmed while pending comes back without fields
+                    await self._handle(p, entry_id, fields)
+                else:
+                    await self.runner.command("XACK", key, GROUP, entry_id)
+            if backlog and len(entries) < self.config.batch:
+                backlog = False
+
+    async def reclaim_once(self) -> int:
+        """Take over the pending entries of dead daemons, retry this daemon's own failed
+        ones, and drop consumers that are dead and hold nothing. Returns entries claimed."""
+        claimed = 0
+        for p in range(self.ks.partitions):
+            key = self.ks.bus(p)
+            summary = cast("list[Any]", await self.runner.command("XPENDING", key, GROUP))
+            holders = _holders(summary)
+            others = [c for c in holders if c != self.consumer]
+            live = await alive(self.runner, self.ks, others)
+            for dead in (c for c in others if c not in live):
+                rows = cast(
+                    "list[Any]",
+                    await self.runner.command(
+                        "XPENDING", key, GROUP, "-", "+", self.config.batch, dead
+                    ),
+                )
+                ids = [str(_row_id(r)) for r in rows]
+                if not ids:
+                    continue
+                got = await self.runner.command("XCLAIM", key, GROUP, self.consumer, 0, *ids)
+                entries = [e for e in _pairs(got) if e[1]]
+                claimed += len(entries)
+                self.metrics.reclaimed.inc(len(entries))
+                _log.info("took over %d entries of dead daemon %s on bus %d", len(ids), dead, p)
+                for entry_id, fields in entries:
+                    await self._handle(p, entry_id, fields)
+                if len(ids) < self.config.batch:
+                    await self.runner.command("XGROUP", "DELCONSUMER", key, GROUP, dead)
+            if self.consumer in holders:  # own failures: read them again (counts a delivery)
+                reply = await self.runner.command(
+                    "XREADGROUP",
+                    "GROUP",
+                    GROUP,
+                    self.consumer,
+                    "COUNT",
+                    self.config.batch,
+                    "STREAMS",
+                    key,
+                    "0",
+                )
+                for entry_id, fields in _entries(reply):
+                    if fields:
+                        await self._handle(p, entry_id, fields)
+        return claimed
+
+    async def reclaim_loop(self) -> None:
+        while True:
+            self.metrics.loop_heartbeats.labels("reclaim").inc()
+            try:
+                await self.reclaim_once()
+            except BusError as exc:
+                self.metrics.loop_errors.labels("reclaim").inc()
+                _log.warning("reclaiming pending bus entries failed: %s", exc)
+            await anyio.sleep(self.config.heartbeat_ttl / 2)
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """XREADGROUP's reply for one stream, as (id, fields) pairs."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3 clients: {stream: entries}
+        reply = list(reply.items())
+    return _pairs(reply[0][1])
+
+
+def _pairs(raw: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for item in raw or []:
+        entry_id, fields = item[0], item[1]
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        out.append((str(entry_id), dict(fields or {})))
+    return out
+
+
+def _holders(summary: Any) -> list[str]:
+    """Consumer names from an XPENDING summary (list or dict shaped, by client version)."""
+    if isinstance(summary, dict):
+        return [str(c["name"]) for c in summary.get("consumers") or []]
+    if not summary or not summary[0]:
+        return []
+    return [str(row[0]) for row in summary[3] or []]
+
+
+def _row_id(row: Any) -> str:
+    return str(row["message_id"] if isinstance(row, dict) else row[0])
+
+
+def _delivery_count(row: Any) -> int:
+    return int(row["times_delivered"] if isinstance(row, dict) else row[3])
