@@ -42,7 +42,9 @@ async def check_server(client: AsyncClient, *, refuse_eviction: bool) -> list[st
         )
     try:
         reply = await client._runner.command("CONFIG", "GET", "maxmemory-policy")
-        policy = str(dict(reply).get("maxmemory-policy", "")) if reply else ""
+        if isinstance(reply, list):
+            reply = dict(zip(reply[::2], reply[1::2], strict=False))
+        policy = str(reply.get("maxmemory-policy", "")) if reply else ""
     except BusError:
         policy = ""  # CONFIG disabled (managed services): say so and go on
         warnings.append(

@@ -12,7 +12,10 @@ import click
 
 from ._version import __version__
 from .bus.errors import OpenIntentError
-from .bus.keyspace import DEFAULT_NAMESPACE
+from .bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from .daemon import run as daemon_run
+from .daemon.config import DaemonConfig
+from .daemon.service import Daemon
 from .demo import run_demo
 from .embedded import EmbeddedServer
 from .sdk import Client
@@ -65,10 +68,24 @@ def _wait_for_signal() -> None:
 )
 @click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True)
 @click.option("--demo", "with_demo", is_flag=True, help="Run the demo once it is up.")
+@click.option(
+    "--http-port",
+    type=int,
+    default=None,
+    help="Serve the daemon's /metrics and /healthz on this port (0: a free one).",
+)
+@click.option("--no-daemon", is_flag=True, help="Do not run the daemon beside the server.")
 def up(
-    redis_url: str | None, data_dir: str, port: int | None, namespace: str, with_demo: bool
+    redis_url: str | None,
+    data_dir: str,
+    port: int | None,
+    namespace: str,
+    with_demo: bool,
+    http_port: int | None,
+    no_daemon: bool,
 ) -> None:
-    """Run oibus: on the embedded engine unless a Redis URL is given; stays up until Ctrl-C.
+    """Run oibus and its daemon: on the embedded engine unless a Redis URL is given; stays
+    up until Ctrl-C.
 
     \b
     Example:
@@ -97,8 +114,21 @@ def up(
             click.echo(f"clients connect with: export OIBUS_REDIS_URL={redis_url}")
             if with_demo:
                 run_demo(client, click.echo)
-        click.echo("press Ctrl-C to stop")
-        _wait_for_signal()
+        if no_daemon:
+            click.echo("press Ctrl-C to stop")
+            _wait_for_signal()
+        else:
+            daemon_run.configure_logging(False)
+
+            def started(d: Daemon) -> None:
+                where = f", metrics on :{d.http_port}/metrics" if d.http_port else ""
+                click.echo(f"daemon {d.config.daemon_id} running{where}")
+                click.echo("press Ctrl-C to stop")
+
+            daemon_run.run(
+                DaemonConfig(redis_url=redis_url, namespace=namespace, http_port=http_port),
+                started,
+            )
     except OpenIntentError as exc:
         _fail(str(exc))
     finally:
@@ -140,6 +170,128 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
     finally:
         if server is not None:
             server.stop()
+
+
+def _daemon_config(
+    redis_url: str | None,
+    namespace: str,
+    partitions: int,
+    daemon_id: str | None,
+    http_host: str,
+    http_port: int | None,
+    heartbeat_ttl: float,
+    retention_seconds: float,
+    max_deliveries: int,
+    refuse_eviction: bool,
+    log_json: bool,
+) -> DaemonConfig:
+    options: dict[str, object] = {}
+    if daemon_id is not None:
+        options["daemon_id"] = daemon_id
+    try:
+        return DaemonConfig(
+            redis_url=redis_url,
+            namespace=namespace,
+            partitions=partitions,
+            http_host=http_host,
+            http_port=http_port,
+            heartbeat_ttl=heartbeat_ttl,
+            retention_seconds=retention_seconds,
+            max_deliveries=max_deliveries,
+            refuse_eviction=refuse_eviction,
+            log_json=log_json,
+            **options,  # type: ignore[arg-type]
+        )
+    except OpenIntentError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@click.option("--redis-url", envvar="OIBUS_REDIS_URL", help="The Redis to work on.")
+@click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
+@click.option(
+    "--partitions",
+    envvar="OIBUS_PARTITIONS",
+    type=int,
+    default=DEFAULT_PARTITIONS,
+    show_default=True,
+)
+@click.option("--id", "daemon_id", envvar="OIBUS_DAEMON_ID", help="Default: host-pid-random.")
+@click.option("--http-host", envvar="OIBUS_HTTP_HOST", default="127.0.0.1", show_default=True)
+@click.option(
+    "--http-port",
+    envvar="OIBUS_HTTP_PORT",
+    type=int,
+    default=None,
+    help="Serve /metrics and /healthz on this port (0: a free one). Default: none.",
+)
+@click.option(
+    "--heartbeat-ttl", envvar="OIBUS_HEARTBEAT_TTL", type=float, default=10.0, show_default=True
+)
+@click.option(
+    "--retention-seconds",
+    envvar="OIBUS_RETENTION_SECONDS",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="How long bus entries every group acknowledged are kept.",
+)
+@click.option(
+    "--max-deliveries", envvar="OIBUS_MAX_DELIVERIES", type=int, default=10, show_default=True
+)
+@click.option(
+    "--refuse-eviction",
+    envvar="OIBUS_REFUSE_EVICTION",
+    is_flag=True,
+    help="Do not start when the server's maxmemory-policy may evict keys.",
+)
+@click.option(
+    "--log-json", envvar="OIBUS_LOG_JSON", is_flag=True, help="One JSON object per log line."
+)
+@click.option("--check", is_flag=True, help="Exit 0 when a live daemon exists, 1 otherwise.")
+def daemon(
+    redis_url: str | None,
+    namespace: str,
+    partitions: int,
+    daemon_id: str | None,
+    http_host: str,
+    http_port: int | None,
+    heartbeat_ttl: float,
+    retention_seconds: float,
+    max_deliveries: int,
+    refuse_eviction: bool,
+    log_json: bool,
+    check: bool,
+) -> None:
+    """Run the daemon: portfolio catch-up, retries, lease expiry, bus retention, metrics.
+
+    \b
+    Example:
+      oibus daemon --redis-url redis://localhost:6379/0 --http-port 9464
+      oibus daemon --check && echo a daemon is alive
+    """
+    config = _daemon_config(
+        redis_url,
+        namespace,
+        partitions,
+        daemon_id,
+        http_host,
+        http_port,
+        heartbeat_ttl,
+        retention_seconds,
+        max_deliveries,
+        refuse_eviction,
+        log_json,
+    )
+    try:
+        if check:
+            live = daemon_run.check(config)
+            click.echo(f"live daemons: {', '.join(live)}" if live else "no live daemon")
+            raise SystemExit(0 if live else 1)
+        daemon_run.configure_logging(log_json)
+        daemon_run.run(config)
+    except OpenIntentError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
