@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import anyio
+from redis.exceptions import ResponseError
 
-from ..bus.errors import BusError, OpenIntentError
 from ..sdk._async.client import AsyncClient
 from .config import GROUP, DaemonConfig
 from .liveness import alive
@@ -39,6 +39,7 @@ class BusReader:
     ) -> None:
         self.client = client
         self.runner = client._runner
+        self.redis: Any = client.redis  # redis-py's typed stream calls parse their replies
         self.ks = client.keyspace
         self.config = config
         self.metrics = metrics
@@ -51,10 +52,8 @@ class BusReader:
         entries written before the first daemon ran are handled too."""
         for p in range(self.ks.partitions):
             try:
-                await self.runner.command(
-                    "XGROUP", "CREATE", self.ks.bus(p), GROUP, "0", "MKSTREAM"
-                )
-            except OpenIntentError as exc:
+                await self.redis.xgroup_create(self.ks.bus(p), GROUP, "0", mkstream=True)
+            except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
@@ -73,7 +72,7 @@ class BusReader:
                 _log.warning("bus entry %s/%s (%s) failed: %s", p, entry_id, fields.get("t"), exc)
                 await self._after_failure(p, entry_id, fields, exc)
                 return
-            await self.runner.command("XACK", self.ks.bus(p), GROUP, entry_id)
+            await self.redis.xack(self.ks.bus(p), GROUP, entry_id)
             self.metrics.entries.labels(fields.get("t", "?")).inc()
         finally:
             self._in_flight.discard((p, entry_id))
@@ -82,9 +81,8 @@ class BusReader:
         self, p: int, entry_id: str, fields: dict[str, str], exc: Exception
     ) -> None:
         """Past the delivery limit, the entry goes to the dead-letter stream."""
-        info = await self.runner.command("XPENDING", self.ks.bus(p), GROUP, entry_id, entry_id, 1)
-        rows = cast("list[Any]", info)
-        deliveries = int(_delivery_count(rows[0])) if rows else 0
+        rows = await self.redis.xpending_range(self.ks.bus(p), GROUP, entry_id, entry_id, 1)
+        deliveries = int(rows[0]["times_delivered"]) if rows else 0
         if deliveries < self.config.max_deliveries:
             return
         await self.runner.command(
@@ -104,7 +102,7 @@ class BusReader:
             "error",
             str(exc)[:2000],
         )
-        await self.runner.command("XACK", self.ks.bus(p), GROUP, entry_id)
+        await self.redis.xack(self.ks.bus(p), GROUP, entry_id)
         _log.error(
             "bus entry %s/%s (%s) moved to the dead-letter store after %d deliveries: %s",
             p,
@@ -122,14 +120,15 @@ class BusReader:
         backlog = True
         while True:
             self.metrics.loop_heartbeats.labels("bus").inc()
-            args: list[str | int] = ["XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT"]
-            args.append(self.config.batch)
-            if not backlog:
-                args += ["BLOCK", self.config.block_ms]
-            args += ["STREAMS", key, "0" if backlog else ">"]
             try:
-                reply = await self.runner.command(*args)
-            except BusError as exc:
+                reply = await self.redis.xreadgroup(
+                    GROUP,
+                    self.consumer,
+                    {key: "0" if backlog else ">"},
+                    count=self.config.batch,
+                    block=None if backlog else self.config.block_ms,
+                )
+            except Exception as exc:  # the server went away: wait and read again
                 self.metrics.loop_errors.labels("bus").inc()
                 _log.warning("reading bus %s failed: %s", p, exc)
                 await anyio.sleep(1.0)
@@ -142,7 +141,7 @@ class BusReader:
                 if fields:  # an entry trimmed while pending comes back without fields
                     await self._handle(p, entry_id, fields)
                 else:
-                    await self.runner.command("XACK", key, GROUP, entry_id)
+                    await self.redis.xack(key, GROUP, entry_id)
             if backlog and len(entries) < self.config.batch:
                 backlog = False
 
@@ -152,21 +151,18 @@ class BusReader:
         claimed = 0
         for p in range(self.ks.partitions):
             key = self.ks.bus(p)
-            summary = cast("list[Any]", await self.runner.command("XPENDING", key, GROUP))
-            holders = _holders(summary)
+            summary = await self.redis.xpending(key, GROUP)
+            holders = [str(c["name"]) for c in summary.get("consumers") or []]
             others = [c for c in holders if c != self.consumer]
             live = await alive(self.runner, self.ks, others)
             for dead in (c for c in others if c not in live):
-                rows = cast(
-                    "list[Any]",
-                    await self.runner.command(
-                        "XPENDING", key, GROUP, "-", "+", self.config.batch, dead
-                    ),
+                rows = await self.redis.xpending_range(
+                    key, GROUP, "-", "+", self.config.batch, consumername=dead
                 )
-                ids = [str(_row_id(r)) for r in rows]
+                ids = [str(r["message_id"]) for r in rows]
                 if not ids:
                     continue
-                got = await self.runner.command("XCLAIM", key, GROUP, self.consumer, 0, *ids)
+                got = await self.redis.xclaim(key, GROUP, self.consumer, 0, ids)
                 entries = [e for e in _pairs(got) if e[1]]
                 claimed += len(entries)
                 self.metrics.reclaimed.inc(len(entries))
@@ -174,18 +170,10 @@ class BusReader:
                 for entry_id, fields in entries:
                     await self._handle(p, entry_id, fields)
                 if len(ids) < self.config.batch:
-                    await self.runner.command("XGROUP", "DELCONSUMER", key, GROUP, dead)
+                    await self.redis.xgroup_delconsumer(key, GROUP, dead)
             if self.consumer in holders:  # own failures: read them again (counts a delivery)
-                reply = await self.runner.command(
-                    "XREADGROUP",
-                    "GROUP",
-                    GROUP,
-                    self.consumer,
-                    "COUNT",
-                    self.config.batch,
-                    "STREAMS",
-                    key,
-                    "0",
+                reply = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {key: "0"}, count=self.config.batch
                 )
                 for entry_id, fields in _entries(reply):
                     if fields:
@@ -197,7 +185,7 @@ class BusReader:
             self.metrics.loop_heartbeats.labels("reclaim").inc()
             try:
                 await self.reclaim_once()
-            except BusError as exc:
+            except Exception as exc:  # survive and try again: a loop that dies loses work
                 self.metrics.loop_errors.labels("reclaim").inc()
                 _log.warning("reclaiming pending bus entries failed: %s", exc)
             await anyio.sleep(self.config.heartbeat_ttl / 2)
@@ -220,20 +208,3 @@ def _pairs(raw: Any) -> list[Entry]:
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
         out.append((str(entry_id), dict(fields or {})))
     return out
-
-
-def _holders(summary: Any) -> list[str]:
-    """Consumer names from an XPENDING summary (list or dict shaped, by client version)."""
-    if isinstance(summary, dict):
-        return [str(c["name"]) for c in summary.get("consumers") or []]
-    if not summary or not summary[0]:
-        return []
-    return [str(row[0]) for row in summary[3] or []]
-
-
-def _row_id(row: Any) -> str:
-    return str(row["message_id"] if isinstance(row, dict) else row[0])
-
-
-def _delivery_count(row: Any) -> int:
-    return int(row["times_delivered"] if isinstance(row, dict) else row[3])

@@ -41,11 +41,9 @@ async def check_server(client: AsyncClient, *, refuse_eviction: bool) -> list[st
             f"the server is version {version_text}; the daemon needs Redis 6.2 or later"
         )
     try:
-        reply = await client._runner.command("CONFIG", "GET", "maxmemory-policy")
-        if isinstance(reply, list):
-            reply = dict(zip(reply[::2], reply[1::2], strict=False))
-        policy = str(reply.get("maxmemory-policy", "")) if reply else ""
-    except BusError:
+        reply = await cast("Any", client.redis).config_get("maxmemory-policy")
+        policy = str(reply.get("maxmemory-policy", "")) if isinstance(reply, dict) else ""
+    except Exception:
         policy = ""  # CONFIG disabled (managed services): say so and go on
         warnings.append(
             "could not read maxmemory-policy (CONFIG GET refused); check it is noeviction"

@@ -65,7 +65,8 @@ async def serve(
                 await stream.send(reply)
 
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    bound = int(listener.extra(SocketAttribute.local_port))
-    _log.info("serving /metrics and /healthz on http://%s:%d", host, bound)
-    task_status.started(bound)
-    await listener.serve(handle)
+    async with listener:
+        bound = int(listener.extra(SocketAttribute.local_port))
+        _log.info("serving /metrics and /healthz on http://%s:%d", host, bound)
+        task_status.started(bound)
+        await listener.serve(handle)

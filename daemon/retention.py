@@ -11,8 +11,8 @@ import time
 from typing import Any, cast
 
 import anyio
+from redis.exceptions import ResponseError
 
-from ..bus.errors import BusError
 from ..sdk._async.client import AsyncClient
 from .config import DaemonConfig
 from .metrics import Metrics
@@ -36,8 +36,13 @@ async def trim_floor(
 ) -> tuple[str | None, dict[str, tuple[int, int]]]:
     """The lowest id some group still needs (everything below it is acknowledged by every
     group), or None when the stream has no group; and each group's (lag, pending)."""
-    runner = client._runner
-    groups = cast("list[dict[str, Any]]", await runner.command("XINFO", "GROUPS", key))
+    r: Any = client.redis
+    try:
+        groups = cast("list[dict[str, Any]]", await r.xinfo_groups(key))
+    except ResponseError as exc:  # no such stream yet
+        if "no such key" in str(exc).lower():
+            return None, {}
+        raise
     if not groups:
         return None, {}
     floor: str | None = None
@@ -48,8 +53,7 @@ async def trim_floor(
         lag = group.get("lag")
         stats[name] = (int(lag) if lag is not None else 0, pending)
         if pending:
-            summary = await runner.command("XPENDING", key, name)
-            low = str(summary["min"] if isinstance(summary, dict) else summary[1])
+            low = str((await r.xpending(key, name))["min"])
         else:
             low = _after(str(group.get("last-delivered-id") or "0-0"))
         if floor is None or _id(low) < _id(floor):
@@ -59,7 +63,7 @@ async def trim_floor(
 
 async def trim_once(client: AsyncClient, config: DaemonConfig, metrics: Metrics) -> int:
     """One pass over the partitions; returns how many entries were removed."""
-    ks, runner = client.keyspace, client._runner
+    ks, r = client.keyspace, cast("Any", client.redis)
     keep_from = f"{int((time.time() - config.retention_seconds) * 1000)}-0"
     removed = 0
     totals: dict[str, tuple[int, int]] = {}
@@ -72,7 +76,7 @@ async def trim_once(client: AsyncClient, config: DaemonConfig, metrics: Metrics)
         if floor is None:
             continue
         minid = min(floor, keep_from, key=_id)
-        removed += int(await runner.command("XTRIM", key, "MINID", minid))
+        removed += int(await r.xtrim(key, minid=minid, approximate=False))
     for name, (lag, pending) in totals.items():
         metrics.lag.labels(name).set(lag)
         metrics.pending.labels(name).set(pending)
@@ -87,7 +91,7 @@ async def retention_loop(client: AsyncClient, config: DaemonConfig, metrics: Met
             removed = await trim_once(client, config, metrics)
             if removed:
                 _log.info("retention trimmed %d acknowledged bus entries", removed)
-        except BusError as exc:
+        except Exception as exc:  # survive and try again later
             metrics.loop_errors.labels("retention").inc()
             _log.warning("bus retention failed: %s", exc)
         await anyio.sleep(config.retention_interval)

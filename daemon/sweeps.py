@@ -122,7 +122,7 @@ class DueSweeper:
                     now = await self.runner.command("TIME")
                     server_now = int(now[0]) * 1_000_000 + int(now[1])
                     wait = min(wait, max(0.0, (upcoming - server_now) / 1e6))
-            except BusError as exc:
+            except Exception as exc:  # survive and try again: a dead sweep expires nothing
                 self.metrics.loop_errors.labels(f"{self.kind}_sweep").inc()
                 _log.warning("%s sweep failed: %s", self.kind, exc)
                 wait = 1.0

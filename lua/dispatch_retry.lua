@@ -28,9 +28,9 @@ Events: retry_dispatched
 -- @include "fail"
 -- @include "validate"
 -- @include "terminal"
--- @include "emit"
 -- @include "now_us"
 -- @include "iso_time"
+-- @include "emit"
 
 local rcall = redis.call
 local ik, fk, ek, bk, dk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]

@@ -27,9 +27,9 @@ Events: fallback_triggered, agent_assigned
 -- @include "fail"
 -- @include "validate"
 -- @include "terminal"
--- @include "emit"
 -- @include "now_us"
 -- @include "iso_time"
+-- @include "emit"
 
 local rcall = redis.call
 local ik, pk, ek, bk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
