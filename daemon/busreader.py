@@ -46,6 +46,8 @@ class BusReader:
         self.handler = handler
         self.consumer = config.daemon_id
         self._in_flight: set[tuple[int, str]] = set()
+        self._held: set[tuple[int, str]] = set()
+        """Entries a read loop has read and not yet finished (pending, but not failed)."""
 
     async def ensure_groups(self) -> None:
         """Create the group on every partition's bus, from the start of what is there:
@@ -137,11 +139,16 @@ class BusReader:
             if backlog and not entries:
                 backlog = False
                 continue
-            for entry_id, fields in entries:
-                if fields:  # an entry trimmed while pending comes back without fields
-                    await self._handle(p, entry_id, fields)
-                else:
-                    await self.redis.xack(key, GROUP, entry_id)
+            held = {(p, entry_id) for entry_id, _ in entries}
+            self._held |= held  # the reclaim pass must not take these up meanwhile
+            try:
+                for entry_id, fields in entries:
+                    if fields:  # an entry trimmed while pending comes back without fields
+                        await self._handle(p, entry_id, fields)
+                    else:
+                        await self.redis.xack(key, GROUP, entry_id)
+            finally:
+                self._held -= held
             if backlog and len(entries) < self.config.batch:
                 backlog = False
 
@@ -171,13 +178,26 @@ class BusReader:
                     await self._handle(p, entry_id, fields)
                 if len(ids) < self.config.batch:
                     await self.redis.xgroup_delconsumer(key, GROUP, dead)
-            if self.consumer in holders:  # own failures: read them again (counts a delivery)
-                reply = await self.redis.xreadgroup(
-                    GROUP, self.consumer, {key: "0"}, count=self.config.batch
+            if self.consumer in holders:  # own failed entries, idle for a while: again
+                rows = await self.redis.xpending_range(
+                    key,
+                    GROUP,
+                    "-",
+                    "+",
+                    self.config.batch,
+                    consumername=self.consumer,
+                    idle=int(self.config.heartbeat_ttl * 500),
                 )
-                for entry_id, fields in _entries(reply):
-                    if fields:
-                        await self._handle(p, entry_id, fields)
+                ids = [
+                    str(r["message_id"])
+                    for r in rows
+                    if (p, str(r["message_id"])) not in self._held
+                ]
+                if ids:
+                    got = await self.redis.xclaim(key, GROUP, self.consumer, 0, ids)
+                    for entry_id, fields in _pairs(got):
+                        if fields and (p, entry_id) not in self._held:
+                            await self._handle(p, entry_id, fields)
         return claimed
 
     async def reclaim_loop(self) -> None:

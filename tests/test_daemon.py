@@ -203,22 +203,14 @@ async def test_an_entry_that_keeps_failing_goes_to_the_dead_letter_store(
     reader = BusReader(daemon.client, daemon.config, daemon.metrics, broken)
     await reader.ensure_groups()
     p = aclient.keyspace.partition(intent.id)
-    for _ in range(3):
+    got = await aclient._runner.command(
+        "XREADGROUP", "GROUP", GROUP, "d1", "COUNT", 100, "STREAMS", aclient.keyspace.bus(p), ">"
+    )
+    for entry_id, fields in got[0][1]:
+        await reader._handle(p, entry_id, fields)  # delivery 1 fails
+    for _ in range(2):  # failed entries are tried again once idle for half a heartbeat
+        await anyio.sleep(0.55)
         await reader.reclaim_once()
-        got = await aclient._runner.command(
-            "XREADGROUP",
-            "GROUP",
-            GROUP,
-            "d1",
-            "COUNT",
-            100,
-            "STREAMS",
-            aclient.keyspace.bus(p),
-            ">",
-        )
-        for entry_id, fields in got[0][1] if got else []:
-            await reader._handle(p, entry_id, fields)
-    await reader.reclaim_once()
     dead = await aclient._runner.command(
         "XRANGE", dead_letter_key(aclient.keyspace.namespace), "-", "+"
     )
@@ -333,3 +325,31 @@ async def test_moves_replay_is_idempotent(aclient: AsyncClient) -> None:
     for _ in range(2):
         await aclient._after_moves([Move(member.id, "completed", moved.version, [portfolio.id])])
     assert await aclient.get_portfolio_events(portfolio.id) == before
+
+
+@pytest.mark.slow
+async def test_two_daemons_share_ten_thousand_entries_without_doubling(
+    aclient: AsyncClient, backend: str
+) -> None:
+    if backend == "fake":
+        pytest.skip("a load test: real engines only")
+    intent = await aclient.create_intent("busy")
+    one, two = _daemon(aclient, "d1"), _daemon(aclient, "d2")
+    await one.reader.ensure_groups()
+    calls = [aclient._ops.log_event(intent.id, "tick", {"n": n}) for n in range(10_000)]
+    for start in range(0, len(calls), 1000):
+        replies = await aclient._runner.call_many(calls[start : start + 1000])
+        assert not any(isinstance(r, Exception) for r in replies)
+    key = aclient.keyspace.bus(aclient.keyspace.partition(intent.id))
+    written = await aclient._runner.command("XLEN", key)
+    async with running(one, two):
+
+        async def drained() -> bool:
+            info = await aclient.redis.xinfo_groups(key)  # type: ignore[misc]
+            group = next(g for g in info if g["name"] == GROUP)
+            return group["pending"] == 0 and group["lag"] == 0
+
+        assert await eventually(drained, 60)
+    handled = [_total(d.metrics.entries) for d in (one, two)]
+    assert sum(handled) == written  # each entry handled by one daemon, once
+    assert all(h > 0 for h in handled), handled  # and both did some of the work
