@@ -88,6 +88,7 @@ async def test_lease_expiry_is_recorded_once_with_two_daemons(aclient: AsyncClie
         await anyio.sleep(0.5)  # both daemons had time to sweep again
     events = await aclient.get_events(intent.id, event_type="lease_expired")
     assert [e.payload["lease_id"] for e in events] == [lease.id]
+    assert (events[0].created_at - lease.expires_at).total_seconds() < 1.0  # soon after
     assert _total(one.metrics.lease_expiries) + _total(two.metrics.lease_expiries) == 1
 
 
@@ -117,6 +118,7 @@ async def test_retries_are_dispatched_when_due_then_the_fallback_takes_over(
             assert len(found) == 1, found
             event = found[0]
             assert event.created_at >= failure.retry_scheduled_at
+            assert (event.created_at - failure.retry_scheduled_at).total_seconds() < 1.0
             assert event.payload["last_error"] == {
                 "error_code": "TIMEOUT",
                 "error_message": "timed out",
