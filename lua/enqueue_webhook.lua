@@ -11,7 +11,8 @@ Invariants:
 
 KEYS:
   [1] queue   stream  {ns:w:<subscription id>}:q
-  [2] marker  string  {ns:w:<subscription id>}:m:<event key>
+  [2] marker  string  {ns:w:<subscription id>}:m:<event key>[#<suffix>] (a replay of a
+                      dead letter adds its dead-letter id, so it is queued once too)
 
 ARGV:
   [1] group   the consumer group of the queue
@@ -41,7 +42,10 @@ if not cap or cap < 1 or cap % 1 ~= 0 then return fail("INVALID", "malformed cap
 if not is_id(source) or not string.find(event, "^%d+%-%d+$") or key ~= source .. "/" .. event then
   return fail("INVALID", "malformed event key", {field = "key"})
 end
-if not key_ends(marker, ":m:" .. key) or not key_ends(queue, ":q") then
+local at = string.find(marker, ":m:" .. key, 1, true)
+local rest = at and string.sub(marker, at + 3 + #key) or ""
+if not at or string.sub(marker, 1, at - 1) .. ":q" ~= queue
+    or (rest ~= "" and string.sub(rest, 1, 1) ~= "#") then
   return fail("INVALID", "the marker does not belong to the event", {field = "key"})
 end
 if member ~= "" and not is_id(member) then return fail("INVALID", "malformed member", {field = "member"}) end
