@@ -6,6 +6,7 @@ matching, the address policy; and the pure parts (classification, backoff, parsi
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -139,7 +140,7 @@ def engine_for(client: AsyncClient, config: WebhookConfig = FAST, **kw: Any) -> 
 
 
 async def run_until(
-    engine: WebhookFanout, done: Callable[[], bool], timeout: float = 10.0, *, drain: bool = True
+    engine: WebhookFanout, done: Callable[[], bool], limit: float = 10.0, *, drain: bool = True
 ) -> None:
     """Run the engine until ``done()`` holds (checked every 20 ms) and, with ``drain``, no
     queue is due any more (every job acknowledged), then cancel it. Without ``drain``, a
@@ -147,8 +148,9 @@ async def run_until(
     due = engine.keyspace.webhook_due
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run)
-        with anyio.fail_after(timeout):
-            while not done() or (drain and await engine.redis.zcard(due)):
+        with anyio.fail_after(limit):
+            # the conditions live in the receiver's thread and in Redis: polled
+            while not done() or (drain and await engine.redis.zcard(due)):  # noqa: ASYNC110
                 await anyio.sleep(0.02)
         tg.cancel_scope.cancel()
 
@@ -191,7 +193,7 @@ async def test_retries_until_one_success_per_event(
     assert ok[0].headers["X-OIBus-Event-Id"] == f"{intent.id}/{first['id']}"
     assert [h.headers["X-OIBus-Attempt"] for h in hits[:3]] == ["1", "2", "3"]
     # retries are spaced by at most the backoff cap (plus scheduling slack)
-    gaps = [b.at - a.at for a, b in zip(hits, hits[1:3], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(hits[:3])]
     assert all(g < FAST.backoff_cap + 0.5 for g in gaps)
     assert metrics.webhook_attempts.labels("retry")._value.get() == 2
     assert metrics.webhook_attempts.labels("delivered")._value.get() == 2

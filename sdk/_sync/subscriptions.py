@@ -124,4 +124,6 @@ class SubscriptionsMixin(ClientBase):
 
     def _check_scope(self, key: str, resource: str, scope_id: str) -> None:
         if not self._runner.command("EXISTS", key):
-            raise NotFoundError(f"{resource} {scope_id} does not exist", resource=resource, id=scope_id)
+            raise NotFoundError(
+                f"{resource} {scope_id} does not exist", resource=resource, id=scope_id
+            )
