@@ -52,6 +52,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from .. import _version
+from ..bus.checks import check_text
 from ..bus.codec import to_datetime
 from ..bus.errors import BusError
 from ..bus.keyspace import Keyspace
@@ -136,11 +137,9 @@ class WebhookFanout:
         metrics: Metrics | None = None,
         config: WebhookConfig | None = None,
     ) -> None:
-        if not consumer or len(consumer) > 256:
-            raise ValueError("consumer must be 1-256 characters")
         self.redis = redis
         self.keyspace = keyspace
-        self.consumer = consumer
+        self.consumer = check_text(consumer, "consumer", 256)
         self.metrics = metrics
         self.config = config if config is not None else WebhookConfig()
         self._runner = AsyncScriptRunner(redis, default_registry())
@@ -174,7 +173,10 @@ class WebhookFanout:
             return
         texts = await self._runner.command("HMGET", ks.subscriptions, *ids)
         now = await self._now()
-        event_us = _queued_ms(entry_id) * 1000
+        # events from before the subscription are not its business; compared to the
+        # millisecond (what a bus entry id holds), so an event made just after
+        # subscribing is never missed
+        event_ms = _queued_ms(entry_id)
         key = event_key(source, event_id)
         matched: list[str] = []
         expired: list[Call] = []
@@ -184,7 +186,7 @@ class WebhookFanout:
             record = decode_record(text, sid)
             if record.expired(now):
                 expired.append(remove_subscription_call(ks, record, only_expired=True))
-            elif record.matches(event_type) and record.created_at <= event_us:
+            elif record.matches(event_type) and record.created_at // 1000 <= event_ms:
                 matched.append(sid)
         for reply in await self._runner.call_many(expired):
             if isinstance(reply, Exception):
@@ -284,6 +286,9 @@ class WebhookFanout:
             return
         clock = time.monotonic()
         self._busy_until = {s: t for s, t in self._busy_until.items() if t > clock}
+        if self.metrics is not None:
+            dead = await self._runner.command("XLEN", self.keyspace.dead_letters)
+            self.metrics.dead_letters.set(int(dead))
         due = await self._runner.command(
             "ZRANGEBYSCORE",
             self.keyspace.webhook_due,
@@ -313,9 +318,10 @@ class WebhookFanout:
                 # runs on cancellation too: the next holder need not wait for the TTL
                 with anyio.move_on_after(2, shield=True):
                     await self._lock("release", sid)
-        except BusError as exc:
-            # the queue stays due: a later pass retries it
-            log.warning("webhook worker for subscription %s failed: %s", sid, exc)
+        except Exception:
+            # whatever went wrong, one subscription must not stop the others: the queue
+            # stays due and a later pass retries it
+            log.exception("webhook worker for subscription %s failed", sid)
             self._count_error()
         finally:
             self._active.discard(sid)
@@ -436,7 +442,7 @@ class WebhookFanout:
             "X-OIBus-Attempt": str(attempt),
         }
         started = time.monotonic()
-        outcome, error, wait = Outcome.RETRY, "timed out", None
+        outcome, error, wait = Outcome.RETRY, f"timed out after {self.config.timeout} s", None
         # one bound for the whole attempt (name resolution included): httpx's timeout
         # is per read, so a server trickling bytes could otherwise hold a worker forever
         with anyio.move_on_after(self.config.timeout):
