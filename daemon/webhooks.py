@@ -157,8 +157,11 @@ class WebhookFanout:
         source, event_id, event_type = fields.get("i"), fields.get("e"), fields.get("t")
         if not source or not event_id or not event_type:
             return  # not an event pointer: nothing to deliver
+        kind = fields.get("k") or "intent"
+        if kind not in ("intent", "portfolio"):
+            return  # a kind of entry this engine does not know: not an intent's event
         ks = self.keyspace
-        portfolio = fields.get("k") == "portfolio"
+        portfolio = kind == "portfolio"
         indexes = [ks.subscription_index(None, None)]
         if portfolio:
             indexes.append(ks.subscription_index(None, source))

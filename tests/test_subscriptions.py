@@ -15,7 +15,9 @@ import redis
 from oibus import AsyncClient, Client, NotFoundError, PayloadTooLargeError, ValidationError
 from oibus.bus import subscriptions as subs
 from oibus.bus.errors import AlreadyExistsError
+from oibus.bus.keyspace import Keyspace, key_slot
 from oibus.bus.ops import Call
+from oibus.bus.registry import default_registry
 
 LUA = Path(__file__).resolve().parent.parent / "lua"
 URL = "https://hooks.example.com/oibus"
@@ -163,6 +165,22 @@ def test_the_script_checks_again(client: Client, raw_redis: redis.Redis) -> None
     client._run(good)
     with pytest.raises(AlreadyExistsError):
         client._run(good)
+
+
+def test_calls_match_the_script_headers() -> None:
+    ks = Keyspace("k", 4)
+    record = subs.decode_record(_call(ks).args[5].replace("{", '{"created_at":1,', 1), "s1")
+    for call in (_call(ks), subs.remove_subscription_call(ks, record, only_expired=True)):
+        header = default_registry()[call.script].header
+        assert (len(call.keys), len(call.args)) == (len(header.keys), len(header.argv))
+        assert len({key_slot(k) for k in call.keys}) == 1
+
+
+def _call(ks: Keyspace) -> Call:
+    return subs.create_subscription_call(
+        ks, "tester", "s1", intent_id="i", portfolio_id=None, subscriber_id="a",
+        webhook_url=URL, event_types=["comment"], expires_at=None, secret=None,
+    )  # fmt: skip
 
 
 def test_scope_limit(client: Client, raw_redis: redis.Redis, backend: str) -> None:
