@@ -358,7 +358,8 @@ class WebhookFanout:
             attempts = int(state.get("n") or 0) if state.get("job") == entry_id else 0
             if not await self._deliver(record, entry_id, fields, attempts + 1, now):
                 return
-        # batch done: the due mark (in the past) brings a worker back after the others
+        # batch done: due again now, behind the subscriptions that waited longer
+        await self._runner.command("ZADD", ks.webhook_due, "XX", await self._now(), sid)
 
     async def _head(self, sid: str) -> tuple[str, dict[str, str]] | None:
         """The queue's oldest job: one left pending (by us, or by a holder that is gone:
@@ -635,9 +636,10 @@ async def replay_dead_letters(
             )
             page = [entry for reply in found for entry in reply]
         for entry_id, fields in page:
-            sid = fields.get("s", "")
-            if not sid or not await runner.command("HEXISTS", keyspace.subscriptions, sid):
-                continue
+            record = await fanout._record(fields.get("s") or "-")
+            if record is None or record.expired(await fanout._now()):
+                continue  # nobody to deliver it to: it stays in the store
+            sid = record.id
             call = fanout._enqueue_call(
                 sid,
                 fields.get("k", ""),

@@ -290,6 +290,17 @@ async def test_replay_of_chosen_ids(aclient: AsyncClient, receiver: Receiver) ->
     assert events(receiver.ok("/x"))[0]["payload"] == {"n": 2}
 
 
+async def test_replay_keeps_letters_nobody_can_receive(
+    aclient: AsyncClient, receiver: Receiver
+) -> None:
+    receiver.plan["/bye"] = [404]
+    sub = await aclient.subscribe(webhook_url=receiver.url("/bye"))
+    _, letter = await dead_lettered(aclient, attempts=1)
+    await aclient.unsubscribe(sub.id)
+    assert await replay_dead_letters(aclient.redis, aclient.keyspace) == 0
+    assert [d.id for d in await list_dead_letters(aclient.redis, aclient.keyspace)] == [letter.id]
+
+
 # -- isolation and lifecycle -------------------------------------------------------------
 async def test_slow_endpoint_does_not_delay_another(
     aclient: AsyncClient, receiver: Receiver
@@ -388,6 +399,23 @@ async def test_calls_send_the_key_and_argument_counts_the_headers_declare(
     header = default_registry()[call.script].header
     assert (len(call.keys), len(call.args)) == (len(header.keys), len(header.argv))
     assert len({key_slot(k) for k in call.keys}) == 1
+
+
+async def test_workers_take_turns(aclient: AsyncClient, receiver: Receiver) -> None:
+    await aclient.subscribe(webhook_url=receiver.url("/one"), event_types=["comment"])
+    await aclient.subscribe(webhook_url=receiver.url("/two"), event_types=["comment"])
+    intent = await aclient.create_intent("t")
+    for n in range(5):
+        await aclient.log_event(intent.id, "comment", {"n": n})
+    config = WebhookConfig(allow_private=True, poll_interval=0.05, batch=2, concurrency=1)
+    engine = engine_for(aclient, config)
+    await Bus(aclient, engine).feed()
+    await run_until(engine, lambda: len(receiver.ok("/one")) == len(receiver.ok("/two")) == 5)
+    for path in ("/one", "/two"):
+        assert [e["payload"]["n"] for e in events(receiver.ok(path))] == list(range(5))
+    # one worker at a time, two jobs a turn: neither subscription got all five first
+    order = [h.path for h in receiver.hits]
+    assert order[:2] != order[2:4]
 
 
 # -- matching ---------------------------------------------------------------------------
