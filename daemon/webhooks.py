@@ -186,7 +186,13 @@ class WebhookFanout:
         for sid, text in zip(ids, cast("list[str | None]", texts), strict=True):
             if text is None:
                 continue  # removed since the index was read
-            record = decode_record(text, sid)
+            try:
+                record = decode_record(text, sid)
+            except BusError as exc:
+                # one unreadable record must not hold up the bus: it gets nothing
+                log.error("subscription %s skipped: %s", sid, exc)
+                self._count_error()
+                continue
             if record.expired(now):
                 expired.append(remove_subscription_call(ks, record, only_expired=True))
             elif record.matches(event_type) and record.created_at // 1000 <= event_ms:

@@ -70,8 +70,9 @@ if rec.id ~= id or rec.webhook_url ~= url or rec_kind ~= kind or rec_scope ~= sc
     or (rec.expires_at == cjson.null and expires ~= "") or rec.created_at ~= nil then
   return fail("INVALID", "the subscription record does not match its arguments", {field = "record"})
 end
-if type(rec.secret) ~= "string" or #rec.secret < 16 or type(rec.subscriber_id) ~= "string" then
-  return fail("INVALID", "the subscription record lacks a secret or subscriber", {field = "record"})
+if type(rec.secret) ~= "string" or #rec.secret < 16 or not is_text(rec.subscriber_id, 256)
+    or not is_text(rec.created_by, 256) or not sub_types_ok(rec.event_types) then
+  return fail("INVALID", "the subscription record is malformed", {field = "record"})
 end
 if rcall("HEXISTS", subs, id) == 1 then
   return fail("EXISTS", "subscription " .. id .. " exists", {id = id})

@@ -4,6 +4,7 @@ input refused with a typed error that changes nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,6 +144,11 @@ def test_bad_input_changes_nothing(
     assert _footprint(client, raw_redis) == before
 
 
+def _with(call: Call, **fields: Any) -> str:
+    """The call's record text with some fields replaced."""
+    return json.dumps({**json.loads(call.args[5]), **fields}, separators=(",", ":"))
+
+
 def test_the_script_checks_again(client: Client, raw_redis: redis.Redis) -> None:
     """Calls built around the SDK's checks are refused by the script itself."""
     ks = client.keyspace
@@ -157,6 +163,11 @@ def test_the_script_checks_again(client: Client, raw_redis: redis.Redis) -> None
         Call(good.script, [good.keys[0], ks.subscription_index("i", None)], good.args),
         Call(good.script, good.keys, [*good.args[:5], good.args[5].replace('"s1"', '"s2"')]),
         Call(good.script, good.keys, [*good.args[:5], "[]"]),
+        Call(good.script, good.keys, [*good.args[:5], _with(good, event_types=[])]),
+        Call(good.script, good.keys, [*good.args[:5], _with(good, event_types=["a", "a"])]),
+        Call(good.script, good.keys, [*good.args[:5], _with(good, event_types={"a": 1})]),
+        Call(good.script, good.keys, [*good.args[:5], _with(good, subscriber_id=7)]),
+        Call(good.script, good.keys, [*good.args[:5], _with(good, secret="short")]),
     ]
     for call in bad_calls:
         with pytest.raises(ValidationError):

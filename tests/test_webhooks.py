@@ -488,6 +488,19 @@ async def test_events_before_the_subscription_are_not_delivered(
     assert [e["event_type"] for e in events(receiver.on("/later"))] == ["comment"]
 
 
+async def test_an_unreadable_record_holds_up_nothing(
+    aclient: AsyncClient, receiver: Receiver, raw_redis: redis.Redis
+) -> None:
+    ks = aclient.keyspace
+    raw_redis.hset(ks.subscriptions, "junk", '{"id": 1}')  # written around the scripts
+    raw_redis.sadd(ks.subscription_index(None, None), "junk")
+    await aclient.subscribe(webhook_url=receiver.url("/fine"))
+    await aclient.create_intent("t")
+    engine = engine_for(aclient)
+    await Bus(aclient, engine).feed()
+    await run_until(engine, lambda: len(receiver.ok("/fine")) == 1)
+
+
 async def test_handling_an_entry_twice_queues_it_once(
     aclient: AsyncClient, receiver: Receiver, raw_redis: redis.Redis
 ) -> None:

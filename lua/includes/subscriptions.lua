@@ -1,3 +1,4 @@
+-- @include "validate"
 -- Subscription limits and layout (RFC-0006). bus/subscriptions.py checks the same numbers
 -- first; a test keeps the two equal.
 local SUBS_MAX = 10000
@@ -17,4 +18,19 @@ local function sub_scope(record)
   if type(record.intent_id) == "string" then return "i", record.intent_id end
   if type(record.portfolio_id) == "string" then return "p", record.portfolio_id end
   return "g", ""
+end
+
+-- sub_types_ok(v): the record's event_types is null or a list of 1-64 distinct texts of at
+-- most 64 bytes (what bus/subscriptions.py sends; the daemon decodes it strictly)
+local function sub_types_ok(v)
+  if v == cjson.null then return true end
+  if type(v) ~= "table" or #v < 1 or #v > 64 then return false end
+  local seen = {}
+  for n = 1, #v do
+    if not is_text(v[n], 64) or seen[v[n]] then return false end
+    seen[v[n]] = true
+  end
+  local count = 0
+  for _ in pairs(v) do count = count + 1 end
+  return count == #v
 end
