@@ -295,9 +295,6 @@ class WebhookFanout:
             return
         clock = time.monotonic()
         self._busy_until = {s: t for s, t in self._busy_until.items() if t > clock}
-        if self.metrics is not None:
-            dead = await self._runner.command("XLEN", self.keyspace.dead_letters)
-            self.metrics.dead_letters.set(int(dead))
         due = await self._runner.command(
             "ZRANGEBYSCORE",
             self.keyspace.webhook_due,
@@ -540,7 +537,9 @@ class WebhookFanout:
         await self._runner.command("XADD", dlq, "MAXLEN", "~", DEAD_LETTERS_MAX, "*", *fields)
         log.warning("webhook for subscription %s dead-lettered: %s", sid, error)
         if self.metrics is not None:
-            self.metrics.dead_letters.set(int(await self._runner.command("XLEN", dlq)))
+            # counted up here, at once; the daemon's retention pass sets the gauge to the
+            # sizes of every dead-letter store (this one and the bus reader's)
+            self.metrics.dead_letters.inc()
 
     async def _discard(self, sid: str, record: StoredSubscription | None) -> None:
         """A removed or expired subscription receives nothing more: drop its queue."""
