@@ -47,7 +47,9 @@ __all__ = [
     "Subscription",
     "check_url",
     "create_subscription_call",
+    "created",
     "decode_record",
+    "public",
     "remove_subscription_call",
 ]
 
