@@ -216,6 +216,57 @@ class Keyspace:
             return f"{self.tag(partition)}:x:pf"
         return f"{self.tag(partition)}:x:pf:{status}"
 
+    # -- subscriptions and webhooks (RFC-0006) -------------------------------------------
+    @property
+    def subscriptions(self) -> str:
+        """Subscription records by id (hash, JSON values): namespace-wide, because a global
+        subscription belongs to no partition and matching must find every scope's
+        subscriptions in a bounded number of reads."""
+        return f"{{{self.namespace}}}:subs"
+
+    def subscription_index(self, intent_id: str | None, portfolio_id: str | None) -> str:
+        """The ids of one scope's subscriptions (set): an intent's, a portfolio's, or the
+        global ones (both None). Same tag as the records, so one script keeps both."""
+        if intent_id is not None:
+            return f"{{{self.namespace}}}:subs:x:i:{intent_id}"
+        if portfolio_id is not None:
+            return f"{{{self.namespace}}}:subs:x:p:{portfolio_id}"
+        return f"{{{self.namespace}}}:subs:x:g"
+
+    @property
+    def dead_letters(self) -> str:
+        """Deliveries given up on, with their last error (stream), for list and replay."""
+        return f"{{{self.namespace}}}:dlq"
+
+    @property
+    def webhook_due(self) -> str:
+        """Subscription id -> when its delivery queue next needs a worker (zset, µs)."""
+        return f"{{{self.namespace}}}:wh:due"
+
+    def webhook_tag(self, subscription_id: str) -> str:
+        """Each subscription's delivery keys share a tag of their own, so that webhook
+        traffic spreads over the cluster instead of loading the namespace's slot."""
+        return f"{{{self.namespace}:w:{subscription_id}}}"
+
+    def webhook_queue(self, subscription_id: str) -> str:
+        """Delivery jobs of one subscription, in event order (stream + consumer group)."""
+        return f"{self.webhook_tag(subscription_id)}:q"
+
+    def webhook_state(self, subscription_id: str) -> str:
+        """Retry state of the queue's head job: attempts, first attempt, next attempt, last
+        error (hash)."""
+        return f"{self.webhook_tag(subscription_id)}:st"
+
+    def webhook_lock(self, subscription_id: str) -> str:
+        """Which consumer works on the queue now (string with a TTL): one at a time, so
+        deliveries of one subscription keep event order across daemons."""
+        return f"{self.webhook_tag(subscription_id)}:lk"
+
+    def webhook_marker(self, subscription_id: str, event_key: str) -> str:
+        """Set when the event was queued for the subscription (string with a TTL): makes a
+        repeated match of the same bus entry queue nothing."""
+        return f"{self.webhook_tag(subscription_id)}:m:{event_key}"
+
 
 @lru_cache(maxsize=65_536)
 def _tag_of(namespace: str, partitions: int, intent_id: str) -> str:

@@ -51,6 +51,7 @@ from .bus.portfolios import (
 )
 from .bus.retries import FailureRecord, RetryPolicy
 from .bus.statuses import IntentStatus
+from .bus.subscriptions import Subscription
 from .sdk import AsyncClient, Client
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "RetryPolicy",
     "ScriptError",
     "StatePatch",
+    "Subscription",
     "ValidationError",
     "__version__",
 ]

@@ -43,6 +43,7 @@ from .graphs import AsyncGraphsMixin
 from .leases import AsyncLeasesMixin
 from .portfolios import AsyncPortfoliosMixin
 from .retries import AsyncRetriesMixin
+from .subscriptions import AsyncSubscriptionsMixin
 
 
 class AsyncClient(
@@ -53,6 +54,7 @@ class AsyncClient(
     AsyncGovernanceMixin,
     AsyncAttachmentsMixin,
     AsyncPortfoliosMixin,
+    AsyncSubscriptionsMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

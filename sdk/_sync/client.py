@@ -44,6 +44,7 @@ from .graphs import GraphsMixin
 from .leases import LeasesMixin
 from .portfolios import PortfoliosMixin
 from .retries import RetriesMixin
+from .subscriptions import SubscriptionsMixin
 
 
 class Client(
@@ -54,6 +55,7 @@ class Client(
     GovernanceMixin,
     AttachmentsMixin,
     PortfoliosMixin,
+    SubscriptionsMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
