@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..bus.errors import ConfigurationError
 from ..bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from ..bus.webhooks import WebhookConfig
 
 GROUP = "oibus-daemon"
 """The consumer group every daemon reads the partition buses through (they share the work)."""
@@ -44,6 +45,8 @@ class DaemonConfig:
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     """Port of /metrics and /healthz; None serves none, 0 picks a free port."""
+    webhooks: WebhookConfig | None = field(default_factory=WebhookConfig)
+    """How webhooks are delivered (RFC-0006); None runs no webhook fan-out."""
     refuse_eviction: bool = False
     """Refuse to start when the server may evict keys (maxmemory-policy allkeys-*)."""
     log_json: bool = False

@@ -27,6 +27,7 @@ from .liveness import Heartbeat
 from .metrics import Metrics
 from .retention import retention_loop
 from .sweeps import DueSweeper
+from .webhooks import WebhookFanout
 
 _log = logging.getLogger("oibus.daemon")
 
@@ -58,6 +59,17 @@ class Daemon:
         self._owns_client = client is None
         self.extra_handlers = list(handlers)
         self.services = list(services)
+        self.webhooks: WebhookFanout | None = None
+        if config.webhooks is not None:
+            self.webhooks = WebhookFanout(
+                self.client.redis,
+                self.client.keyspace,
+                consumer=config.daemon_id,
+                metrics=self.metrics,
+                config=config.webhooks,
+            )
+            self.extra_handlers.append(self.webhooks.on_bus_entry)
+            self.services.append(self.webhooks.run)
         self.leases = DueSweeper(self.client, config, self.metrics, "lease")
         self.retries = DueSweeper(self.client, config, self.metrics, "retry")
         self.handlers = BusHandlers(
@@ -119,7 +131,8 @@ class Daemon:
                     self.http_port = await tg.start(
                         serve, self.metrics, self.healthy, cfg.http_host, cfg.http_port
                     )
-                for loop in ("bus", "reclaim", "lease_sweep", "retry_sweep", "retention"):
+                loops = ["bus", "reclaim", "lease_sweep", "retry_sweep", "retention"]
+                for loop in loops + (["webhooks"] if self.webhooks is not None else []):
                     _log.info("loop %s started", loop)
                 task_status.started(self)
                 await self._stop.wait()

@@ -8,14 +8,18 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+import anyio
 import click
+from redis.asyncio import Redis as AsyncRedis
 
 from ._version import __version__
 from .bus.errors import OpenIntentError
-from .bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from .bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
+from .bus.webhooks import WebhookConfig
 from .daemon import run as daemon_run
 from .daemon.config import DaemonConfig
 from .daemon.service import Daemon
+from .daemon.webhooks import list_dead_letters, replay_dead_letters
 from .demo import run_demo
 from .embedded import EmbeddedServer
 from .sdk import Client
@@ -184,6 +188,8 @@ def _daemon_config(
     max_deliveries: int,
     refuse_eviction: bool,
     log_json: bool,
+    webhooks: bool = True,
+    allow_private_webhooks: bool = False,
 ) -> DaemonConfig:
     options: dict[str, object] = {}
     if daemon_id is not None:
@@ -200,6 +206,7 @@ def _daemon_config(
             max_deliveries=max_deliveries,
             refuse_eviction=refuse_eviction,
             log_json=log_json,
+            webhooks=WebhookConfig(allow_private=allow_private_webhooks) if webhooks else None,
             **options,  # type: ignore[arg-type]
         )
     except OpenIntentError as exc:
@@ -261,6 +268,8 @@ def daemon(
     max_deliveries: int,
     refuse_eviction: bool,
     log_json: bool,
+    webhooks: bool,
+    allow_private_webhooks: bool,
     check: bool,
 ) -> None:
     """Run the daemon: portfolio catch-up, retries, lease expiry, bus retention, metrics.
@@ -282,6 +291,8 @@ def daemon(
         max_deliveries,
         refuse_eviction,
         log_json,
+        webhooks,
+        allow_private_webhooks,
     )
     try:
         if check:
@@ -290,6 +301,58 @@ def daemon(
             raise SystemExit(0 if live else 1)
         daemon_run.configure_logging(log_json)
         daemon_run.run(config)
+    except OpenIntentError as exc:
+        _fail(str(exc))
+
+
+@main.group()
+def dlq() -> None:
+    """The webhook dead-letter store: deliveries that failed for good."""
+
+
+def _dlq_target(redis_url: str | None, namespace: str) -> tuple[str, Keyspace]:
+    return redis_url or "redis://127.0.0.1:6379/0", Keyspace(namespace)
+
+
+@dlq.command("list")
+@click.option("--redis-url", envvar="OIBUS_REDIS_URL")
+@click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
+@click.option("--limit", type=int, default=100, show_default=True)
+def dlq_list(redis_url: str | None, namespace: str, limit: int) -> None:
+    """Print the dead letters, oldest first: id, subscription, event, attempts, error."""
+    url, ks = _dlq_target(redis_url, namespace)
+
+    async def go() -> None:
+        async with AsyncRedis.from_url(url, decode_responses=True) as r:
+            page = await list_dead_letters(r, ks, limit=limit)
+        for letter in page:
+            click.echo(
+                f"{letter.id}  {letter.subscription_id}  {letter.event_id}  "
+                f"attempts={letter.attempts}  {letter.error}"
+            )
+        if page.next_cursor:
+            click.echo(f"(more after {page.next_cursor})")
+
+    try:
+        anyio.run(go)
+    except OpenIntentError as exc:
+        _fail(str(exc))
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--redis-url", envvar="OIBUS_REDIS_URL")
+@click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
+def dlq_replay(ids: tuple[str, ...], redis_url: str | None, namespace: str) -> None:
+    """Queue dead letters for delivery again (all, or the given ids)."""
+    url, ks = _dlq_target(redis_url, namespace)
+
+    async def go() -> int:
+        async with AsyncRedis.from_url(url, decode_responses=True) as r:
+            return await replay_dead_letters(r, ks, list(ids) or None)
+
+    try:
+        click.echo(f"queued {anyio.run(go)} dead letters again")
     except OpenIntentError as exc:
         _fail(str(exc))
 

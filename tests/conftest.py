@@ -8,14 +8,19 @@ afterwards; nothing here flushes a server."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import fakeredis
 import pytest
 import redis
 import redis.cluster
 from cluster import LocalCluster
+from receiver import Hit, Receiver
 
 from oibus import AsyncClient, Client
 from oibus.embedded import EmbeddedServer
@@ -142,3 +147,37 @@ async def aclient(
 def other(client: Client) -> Client:
     """A second agent ("rival") on the same bus as ``client``."""
     return Client(redis=client.redis, agent_id="rival", namespace=client.keyspace.namespace)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (see tests/receiver.py)."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(state.delay.get(self.path, 0))
+            with state.lock:
+                queued = state.plan.get(self.path) or []
+                status = queued.pop(0) if queued else 200
+                state.hits.append(
+                    Hit(self.path, dict(self.headers), body, time.monotonic(), status)
+                )
+            self.send_response(status)
+            for name, value in state.headers.get(self.path, {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

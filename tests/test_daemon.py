@@ -4,6 +4,7 @@ process (signals, --check, kill -9 and take-over) on a real engine."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -11,6 +12,8 @@ from typing import Any
 
 import anyio
 import pytest
+from receiver import Receiver
+from test_webhooks import FAST
 
 from oibus import AsyncClient, Lease
 from oibus.bus.moves import Move
@@ -355,3 +358,22 @@ async def test_two_daemons_share_ten_thousand_entries_without_doubling(
     handled = [_total(d.metrics.entries) for d in (one, two)]
     assert sum(handled) == written  # each entry handled by one daemon, once
     assert all(h > 0 for h in handled), handled  # and both did some of the work
+
+
+async def test_the_daemon_delivers_webhooks(aclient: AsyncClient, receiver: Receiver) -> None:
+    """End to end: a subscription, an event, the daemon's bus reader and fan-out, a POST."""
+    intent = await aclient.create_intent("watched")
+    sub = await aclient.subscribe(intent.id, webhook_url=receiver.url("/hook"))
+    daemon = _daemon(aclient, "d1", webhooks=FAST)
+    async with running(daemon):
+        await aclient.log_event(intent.id, "comment", {"message": "hello"})
+
+        async def delivered() -> bool:  # received, and the daemon saw the 200
+            return bool(receiver.ok("/hook")) and _total(daemon.metrics.webhook_attempts) >= 1
+
+        assert await eventually(delivered, 10)
+    hit = receiver.ok("/hook")[0]
+    body = json.loads(hit.body)
+    assert body["subscription_id"] == sub.id
+    assert body["event"]["payload"] == {"message": "hello"}
+    assert hit.headers["X-OIBus-Signature"].startswith("sha256=")

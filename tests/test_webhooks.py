@@ -9,17 +9,15 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
 import pytest
 import redis
+from receiver import Hit, Receiver
 
 from oibus import AsyncClient, ValidationError
 from oibus.bus import webhooks as wh
@@ -45,72 +43,6 @@ FAST = WebhookConfig(
     poll_interval=0.05,
     max_attempts=5,
 )
-
-
-# -- a receiver -------------------------------------------------------------------------
-@dataclass
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    status: int
-
-
-@dataclass
-class Receiver:
-    """Answers each path with the statuses queued for it (then 200), after an optional
-    delay; records every request."""
-
-    port: int = 0
-    plan: dict[str, list[int]] = field(default_factory=dict)
-    delay: dict[str, float] = field(default_factory=dict)
-    headers: dict[str, dict[str, str]] = field(default_factory=dict)
-    hits: list[Hit] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def on(self, path: str) -> list[Hit]:
-        with self.lock:
-            return [h for h in self.hits if h.path == path]
-
-    def ok(self, path: str) -> list[Hit]:
-        return [h for h in self.on(path) if h.status == 200]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(state.delay.get(self.path, 0))
-            with state.lock:
-                queued = state.plan.get(self.path) or []
-                status = queued.pop(0) if queued else 200
-                state.hits.append(
-                    Hit(self.path, dict(self.headers), body, time.monotonic(), status)
-                )
-            self.send_response(status)
-            for name, value in state.headers.get(self.path, {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 # -- driving the engine -----------------------------------------------------------------
@@ -609,3 +541,36 @@ def test_signature() -> None:
 def test_config_is_checked(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         WebhookConfig(**bad)
+
+
+async def test_the_cli_lists_and_replays_dead_letters(
+    aclient: AsyncClient, receiver: Receiver, backend: str
+) -> None:
+    from click.testing import CliRunner
+
+    from oibus.cli import main
+
+    if backend in ("fake", "cluster"):
+        pytest.skip("the CLI connects by URL to a single server")
+    receiver.plan["/later"] = [410]
+    await aclient.subscribe(webhook_url=receiver.url("/later"))
+    await aclient.create_intent("t")
+    metrics = Metrics()
+    engine = engine_for(aclient, metrics=metrics)
+    await Bus(aclient, engine).feed()
+    await run_until(engine, lambda: metrics.dead_letters._value.get() == 1)
+    url = aclient.redis.get_connection_kwargs()  # type: ignore[union-attr]
+    target = f"redis://{url['host']}:{url['port']}/{url.get('db', 0)}"
+    args = ["--redis-url", target, "--namespace", aclient.keyspace.namespace]
+
+    def cli(*words: str) -> str:
+        result = CliRunner().invoke(main, [*words, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = await anyio.to_thread.run_sync(cli, "dlq", "list")
+    assert "HTTP 410" in listed and "attempts=1" in listed
+    replayed = await anyio.to_thread.run_sync(cli, "dlq", "replay")
+    assert "queued 1 dead letters again" in replayed
+    await run_until(engine, lambda: len(receiver.ok("/later")) == 1)
+    assert await anyio.to_thread.run_sync(cli, "dlq", "list") == ""
