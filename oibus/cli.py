@@ -190,6 +190,7 @@ def _daemon_config(
     log_json: bool,
     webhooks: bool = True,
     allow_private_webhooks: bool = False,
+    webhook_timeout: float = 10.0,
 ) -> DaemonConfig:
     options: dict[str, object] = {}
     if daemon_id is not None:
@@ -206,7 +207,11 @@ def _daemon_config(
             max_deliveries=max_deliveries,
             refuse_eviction=refuse_eviction,
             log_json=log_json,
-            webhooks=WebhookConfig(allow_private=allow_private_webhooks) if webhooks else None,
+            webhooks=(
+                WebhookConfig(allow_private=allow_private_webhooks, timeout=webhook_timeout)
+                if webhooks
+                else None
+            ),
             **options,  # type: ignore[arg-type]
         )
     except OpenIntentError as exc:
@@ -255,6 +260,27 @@ def _daemon_config(
 @click.option(
     "--log-json", envvar="OIBUS_LOG_JSON", is_flag=True, help="One JSON object per log line."
 )
+@click.option(
+    "--webhooks/--no-webhooks",
+    envvar="OIBUS_WEBHOOKS",
+    default=True,
+    show_default=True,
+    help="Deliver webhooks to subscriptions (RFC-0006).",
+)
+@click.option(
+    "--allow-private-webhooks",
+    envvar="OIBUS_ALLOW_PRIVATE_WEBHOOKS",
+    is_flag=True,
+    help="Let webhooks reach private, loopback and link-local addresses.",
+)
+@click.option(
+    "--webhook-timeout",
+    envvar="OIBUS_WEBHOOK_TIMEOUT",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds one webhook attempt may take (a dead daemon's deliveries wait 2x+5 s).",
+)
 @click.option("--check", is_flag=True, help="Exit 0 when a live daemon exists, 1 otherwise.")
 def daemon(
     redis_url: str | None,
@@ -270,6 +296,7 @@ def daemon(
     log_json: bool,
     webhooks: bool,
     allow_private_webhooks: bool,
+    webhook_timeout: float,
     check: bool,
 ) -> None:
     """Run the daemon: portfolio catch-up, retries, lease expiry, bus retention, metrics.
@@ -293,6 +320,7 @@ def daemon(
         log_json,
         webhooks,
         allow_private_webhooks,
+        webhook_timeout,
     )
     try:
         if check:

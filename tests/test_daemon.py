@@ -377,3 +377,30 @@ async def test_the_daemon_delivers_webhooks(aclient: AsyncClient, receiver: Rece
     assert body["subscription_id"] == sub.id
     assert body["event"]["payload"] == {"message": "hello"}
     assert hit.headers["X-OIBus-Signature"].startswith("sha256=")
+
+
+def test_startup_checks_refuse_an_evicting_server(tmp_path: Any) -> None:
+    """An engine of its own (the policy is server-wide): allkeys-lru is refused with
+    --refuse-eviction and a warning without it; noeviction passes quietly."""
+    from oibus import ConfigurationError
+    from oibus.daemon.checks import check_server, parse_version
+    from oibus.embedded import EmbeddedServer
+
+    assert parse_version("7.0.15") == (7, 0, 15)
+    assert parse_version("6.2") < (7,) and parse_version("8.1.8") >= (6, 2)
+    server = EmbeddedServer(tmp_path, appendonly=False)
+    url = server.start()
+
+    async def go() -> None:
+        async with AsyncClient(url, namespace="chk") as client:
+            assert await check_server(client, refuse_eviction=True) == []
+            await client.redis.config_set("maxmemory-policy", "allkeys-lru")  # type: ignore[misc]
+            with pytest.raises(ConfigurationError):
+                await check_server(client, refuse_eviction=True)
+            warnings = await check_server(client, refuse_eviction=False)
+            assert len(warnings) == 1 and "allkeys-lru" in warnings[0]
+
+    try:
+        anyio.run(go)
+    finally:
+        server.stop()

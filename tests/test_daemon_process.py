@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from helpers import create_call
+from receiver import Receiver
 
 from oibus import Client
 from oibus.bus.ops import new_intent_id
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 def _daemon_cmd(url: str, namespace: str, *extra: str) -> list[str]:
+    """The daemon on a test namespace; webhooks may reach the loopback receiver."""
     return [
         sys.executable,
         "-m",
@@ -33,6 +35,9 @@ def _daemon_cmd(url: str, namespace: str, *extra: str) -> list[str]:
         namespace,
         "--heartbeat-ttl",
         "1",
+        "--allow-private-webhooks",
+        "--webhook-timeout",
+        "2",
         *extra,
     ]
 
@@ -91,11 +96,16 @@ def test_check_and_sigterm(bus: Client, embedded_url: str) -> None:
             proc.stdout.close()
 
 
-def test_kill_9_mid_batch_and_another_daemon_takes_over(bus: Client, embedded_url: str) -> None:
+@pytest.mark.timeout(240)
+def test_kill_9_mid_batch_and_another_daemon_takes_over(
+    bus: Client, embedded_url: str, receiver: Receiver
+) -> None:
     """1,000 members complete with their clients dying before the portfolio sync (raw
-    script calls); daemon A starts catching up and is killed with SIGKILL half-way; daemon
-    B takes over A's pending entries once A's heartbeat expires. In the end: every member
-    counted once, the portfolio completed exactly once, nothing pending, nothing dead."""
+    script calls), and a webhook subscription wants every one of those events; daemon A
+    starts catching up and is killed with SIGKILL half-way; daemon B takes over A's pending
+    entries and webhook jobs once A's heartbeat and locks lapse. In the end: every member
+    counted once, the portfolio completed exactly once, every event delivered at least
+    once, nothing pending, nothing dead."""
     ns = bus.keyspace.namespace
     total = 1000
     portfolio = bus.create_portfolio("big", governance_policy={"require_all_completed": True})
@@ -112,11 +122,16 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(bus: Client, embedded_ur
         # a group that has read everything so far: the daemons start from here
         for p in range(bus.keyspace.partitions):
             raw.xgroup_create(bus.keyspace.bus(p), GROUP, "$", mkstream=True)
+        bus.subscribe(webhook_url=receiver.url("/all"), event_types=["status_changed"])
         replies = bus._runner.call_many(
             [bus._ops.set_status(i, None, "completed", None) for i in ids]
         )
         assert not any(isinstance(r, Exception) for r in replies)
         record = bus.keyspace.portfolio(portfolio.id)
+
+        def delivered() -> set[str]:
+            """Distinct events delivered (a delivery may repeat: at least once)."""
+            return {h.headers["X-OIBus-Event-Id"] for h in receiver.ok("/all")}
 
         def counted() -> int:
             return int(raw.hget(record, "c:completed") or 0)
@@ -151,9 +166,15 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(bus: Client, embedded_ur
                     raw.xpending(bus.keyspace.bus(p), GROUP)["pending"]
                     for p in range(bus.keyspace.partitions)
                 )
-                return counted() == total and pending == 0
+                return counted() == total and pending == 0 and len(delivered()) == total
 
-            assert _wait(settled, 60), (counted(), at_kill, pending_at_kill)
+            ok = _wait(settled, 120)
+            assert ok, (
+                counted(),
+                at_kill,
+                pending_at_kill,
+                len(delivered()),
+            )
         finally:
             b.send_signal(signal.SIGTERM)
             assert b.wait(timeout=15) == 0
