@@ -730,3 +730,25 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def report_on_server(
+    args: argparse.Namespace, run_one: Callable[[argparse.Namespace, str, int | None], str]
+) -> str:
+    """Run ``run_one(args, url, server_pid)`` on ``args.redis_url``, or on an embedded engine
+    started for it in a temporary directory; print the report and write it to
+    ``args.out`` when given. The other benchmarks share this."""
+    if args.redis_url:
+        report = run_one(args, args.redis_url, None)
+    else:
+        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
+            server = EmbeddedServer(tmp, appendonly=False)
+            url = server.start()
+            try:
+                report = run_one(args, url, server.pid)
+            finally:
+                server.stop()
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    return report

@@ -26,10 +26,8 @@ import datetime as dt
 import random
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -37,9 +35,8 @@ import redis
 
 import oibus
 from oibus.bus.moves import Move
-from oibus.embedded import EmbeddedServer
 
-from .core import AGENT, BASELINE_LUA, FIELD, git_commit, place, server_version
+from .core import AGENT, BASELINE_LUA, FIELD, git_commit, place, report_on_server, server_version
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -271,19 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.layers, args.width, args.repeat = 5, 10, 3
-    if args.redis_url:
-        report = run(args, args.redis_url, None)
-    else:
-        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-            server = EmbeddedServer(tmp, appendonly=False)
-            url = server.start()
-            try:
-                report = run(args, url, server.pid)
-            finally:
-                server.stop()
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    report = report_on_server(args, run)
     return 0 if "sanity: ok" in report else 1
 
 

@@ -33,9 +33,8 @@ import oibus
 from oibus.bus.webhooks import WebhookConfig
 from oibus.daemon.config import DaemonConfig
 from oibus.daemon.service import Daemon
-from oibus.embedded import EmbeddedServer
 
-from .core import SERVER_CPU, git_commit, pin, place, server_version
+from .core import SERVER_CPU, git_commit, pin, place, report_on_server, server_version
 
 
 # -- the receiver (its own process) ------------------------------------------------------
@@ -207,19 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.smoke:
         args.events, args.subscriptions = 100, [1, 2]
-    if args.redis_url:
-        report = run(args, args.redis_url, None)
-    else:
-        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-            server = EmbeddedServer(tmp, appendonly=False)
-            url = server.start()
-            try:
-                report = run(args, url, server.pid)
-            finally:
-                server.stop()
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    report_on_server(args, run)
     return 0
 
 
