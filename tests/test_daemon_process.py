@@ -105,7 +105,7 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
     starts catching up and is killed with SIGKILL half-way; daemon B takes over A's pending
     entries and webhook jobs once A's heartbeat and locks lapse. In the end: every member
     counted once, the portfolio completed exactly once, every event delivered at least
-    once, nothing pending, nothing dead."""
+    once, every dependent unblocked exactly once, nothing pending, nothing dead."""
     ns = bus.keyspace.namespace
     total = 1000
     portfolio = bus.create_portfolio("big", governance_policy={"require_all_completed": True})
@@ -115,6 +115,9 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
     ]
     create = [create_call(bus._ops, i) for i in ids]
     assert not any(isinstance(r, Exception) for r in bus._runner.call_many(create))
+    # a dependent on each of the first 100 members: unblocked by the member's completion
+    dependents = [bus.create_intent(f"after {i}", depends_on=[i]).id for i in ids[:100]]
+    after = {i: [d] for i, d in zip(ids, dependents, strict=False)}
     for i in ids:
         bus.add_intent_to_portfolio(portfolio.id, i)
     raw = redis.Redis.from_url(embedded_url, decode_responses=True)
@@ -124,7 +127,10 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
             raw.xgroup_create(bus.keyspace.bus(p), GROUP, "$", mkstream=True)
         bus.subscribe(webhook_url=receiver.url("/all"), event_types=["status_changed"])
         replies = bus._runner.call_many(
-            [bus._ops.set_status(i, None, "completed", None) for i in ids]
+            [  # the dependents' keys declared up front, as the client's second try would
+                bus._ops.set_status(i, None, "completed", None, related=after.get(i, ()))
+                for i in ids
+            ]
         )
         assert not any(isinstance(r, Exception) for r in replies)
         record = bus.keyspace.portfolio(portfolio.id)
@@ -166,7 +172,11 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
                     raw.xpending(bus.keyspace.bus(p), GROUP)["pending"]
                     for p in range(bus.keyspace.partitions)
                 )
-                return counted() == total and pending == 0 and len(delivered()) == total
+                return (
+                    counted() == total
+                    and pending == 0
+                    and len(delivered()) == total + len(dependents)
+                )
 
             ok = _wait(settled, 120)
             assert ok, (
@@ -193,6 +203,9 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
         cursor = page.next_cursor
     assert len(changes) == 1, changes
     assert not raw_dead_letters(embedded_url, ns)
+    for dependent in dependents:  # each left blocked exactly once, whatever was replayed
+        moves = bus.get_events(dependent, event_type="status_changed")
+        assert [(e.payload["from"], e.payload["to"]) for e in moves] == [("blocked", "active")]
 
 
 def raw_dead_letters(url: str, namespace: str) -> list[object]:
