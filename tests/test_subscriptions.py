@@ -230,3 +230,15 @@ async def test_async_client(aclient: AsyncClient) -> None:
     assert await aclient.get_subscriptions() == []
     with pytest.raises(NotFoundError):
         await aclient.unsubscribe(sub.id)
+
+
+def test_unsubscribe_in_the_seed_form(client: Client) -> None:
+    """``client.unsubscribe(intent.id, subscription.id)``, as the seed README writes it."""
+    intent = client.create_intent("watched")
+    other = client.create_intent("elsewhere")
+    sub = client.subscribe(intent.id, webhook_url="https://example.com/hook")
+    with pytest.raises(NotFoundError):
+        client.unsubscribe(other.id, sub.id)  # not that intent's subscription
+    assert [s.id for s in client.get_subscriptions(intent_id=intent.id)] == [sub.id]
+    client.unsubscribe(intent.id, sub.id)
+    assert client.get_subscriptions(intent_id=intent.id) == []

@@ -105,10 +105,23 @@ class SubscriptionsMixin(ClientBase):
             if not r.expired(now_us) and subscriber_id in (None, r.subscriber_id)
         ]
 
-    def unsubscribe(self, subscription_id: str) -> None:
+    def unsubscribe(self, subscription_id: str, scoped_id: str | None = None) -> None:
         """Remove a subscription: the daemon queues nothing more for it and drops what it
-        had queued. NotFoundError when there is no such subscription."""
-        record = self._subscription(subscription_id)
+        had queued. NotFoundError when there is no such subscription.
+
+        The seed's form ``unsubscribe(intent.id, subscription.id)`` is accepted too: with a
+        second argument, the first names the intent (or portfolio) the subscription must
+        be scoped to, and a subscription of another scope is NotFoundError."""
+        if scoped_id is None:
+            record = self._subscription(subscription_id)
+        else:
+            scope, record = subscription_id, self._subscription(scoped_id)
+            if scope not in (record.intent_id, record.portfolio_id):
+                raise NotFoundError(
+                    f"subscription {scoped_id} is not one of {scope}'s",
+                    resource="subscription",
+                    id=scoped_id,
+                )
         self._run(remove_subscription_call(self.keyspace, record))
 
     def _subscription(self, subscription_id: str) -> StoredSubscription:
