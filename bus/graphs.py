@@ -14,7 +14,6 @@ from typing import Final, Literal
 import msgspec
 
 from . import limits
-from .errors import ValidationError
 from .statuses import IntentStatus
 
 GRAPH_NODES: Final = 1000
@@ -95,12 +94,6 @@ def aggregate_nodes(nodes: Iterable[GraphNode]) -> AggregateStatus:
         elif node.status == IntentStatus.ACTIVE:
             ready.append(node.id)
     return aggregate(counts, blocking, ready)
-
-
-def check_bound(value: object, field: str, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ValidationError(f"{field} must be an integer from 1 to {maximum}", field=field)
-    return value
 
 
 def count_fields(parent_id: str) -> list[str]:

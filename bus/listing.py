@@ -17,9 +17,10 @@ from .models import Intent
 from .statuses import IntentStatus
 
 
-def check_limit(limit: object, maximum: int = limits.PAGE_MAX) -> int:
+def check_limit(limit: object, maximum: int = limits.PAGE_MAX, field: str = "limit") -> int:
+    """A count bound given by the caller (a page size, a depth): an integer, 1..maximum."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
-        raise ValidationError(f"limit must be an integer from 1 to {maximum}", field="limit")
+        raise ValidationError(f"{field} must be an integer from 1 to {maximum}", field=field)
     return limit
 
 

@@ -21,7 +21,6 @@ from ...bus.graphs import (
     IntentGraph,
     aggregate,
     aggregate_nodes,
-    check_bound,
     count_fields,
 )
 from ...bus.keyspace import check_id
@@ -122,8 +121,8 @@ class AsyncGraphsMixin(AsyncClientBase):
     ) -> list[Intent]:
         """Children, grandchildren, … breadth first, at most ``limit`` intents and
         ``max_depth`` levels."""
-        check_bound(limit, "limit", GRAPH_NODES)
-        check_bound(max_depth, "max_depth", GRAPH_DEPTH)
+        check_limit(limit, GRAPH_NODES)
+        check_limit(max_depth, GRAPH_DEPTH, "max_depth")
         await self._require(intent_id)
         found: list[str] = []
         level = [intent_id]
@@ -236,7 +235,7 @@ class AsyncGraphsMixin(AsyncClientBase):
         """The graph around the intent: parents, children, dependencies and dependents,
         transitively, breadth first, at most ``max_nodes`` intents; with the aggregate
         status of those nodes."""
-        check_bound(max_nodes, "max_nodes", GRAPH_NODES)
+        check_limit(max_nodes, GRAPH_NODES, "max_nodes")
         ks = self.keyspace
         await self._require(intent_id)
         dependents_key = ks.graph_hashes(ks.partition(intent_id))[4]
