@@ -137,6 +137,26 @@ class AsyncGraphsMixin(AsyncClientBase):
             found += level
         return await self._fetch_intents(found)
 
+    async def _children_batch(
+        self, parent_id: str, after: str | None
+    ) -> list[tuple[str, str, str | None]]:
+        """The next batch of the parent's children after the index member ``after``,
+        oldest first, as (member, id, status from the partition's mirror): two reads."""
+        ks = self.keyspace
+        low = "-" if after is None else "(" + after
+        members = cast(
+            "list[str]",
+            await self._runner.command(
+                "ZRANGE", ks.children(parent_id), low, "+", "BYLEX", "LIMIT", 0, _SCAN_BATCH
+            ),
+        )
+        if not members:
+            return []
+        ids = [index_member_id(m) for m in members]
+        mirror = ks.graph_hashes(ks.partition(parent_id))[0]
+        statuses = cast("list[str | None]", await self._runner.command("HMGET", mirror, *ids))
+        return list(zip(members, ids, statuses, strict=True))
+
     async def _children_where(
         self, parent_id: str, wanted: frozenset[str], limit: int, cursor: str | None
     ) -> Page[Intent]:
@@ -144,8 +164,7 @@ class AsyncGraphsMixin(AsyncClientBase):
         most ``FILTER_SCAN`` children read per page."""
         check_limit(limit)
         position = check_cursor(cursor)
-        key = self.keyspace.children(check_id(parent_id, "parent_id"))
-        mirror = self.keyspace.graph_hashes(self.keyspace.partition(parent_id))[0]
+        check_id(parent_id, "parent_id")
         if not self._meta_checked:
             await self._check_meta()
         if position is None:
@@ -153,25 +172,15 @@ class AsyncGraphsMixin(AsyncClientBase):
         chosen: list[str] = []
         scanned = 0
         while True:
-            low = "-" if position is None else "(" + position
-            members = cast(
-                "list[str]",
-                await self._runner.command(
-                    "ZRANGE", key, low, "+", "BYLEX", "LIMIT", 0, _SCAN_BATCH
-                ),
-            )
-            if not members:
-                return Page(await self._fetch_intents(chosen), None)
-            ids = [index_member_id(m) for m in members]
-            statuses = cast("list[str | None]", await self._runner.command("HMGET", mirror, *ids))
-            for member, child, status in zip(members, ids, statuses, strict=True):
+            batch = await self._children_batch(parent_id, position)
+            for member, child, status in batch:
                 scanned += 1
                 position = member
                 if status in wanted:
                     chosen.append(child)
                     if len(chosen) == limit:
                         return Page(await self._fetch_intents(chosen), position)
-            if len(members) < _SCAN_BATCH:
+            if len(batch) < _SCAN_BATCH:
                 return Page(await self._fetch_intents(chosen), None)
             if scanned >= limits.FILTER_SCAN:
                 return Page(await self._fetch_intents(chosen), position)
@@ -198,8 +207,7 @@ class AsyncGraphsMixin(AsyncClientBase):
         the blocked and ready ones (a walk of the children only, at most
         ``FILTER_SCAN``)."""
         ks = self.keyspace
-        p = ks.partition(check_id(intent_id))
-        mirror, _, counts_key, *_ = ks.graph_hashes(p)
+        counts_key = ks.graph_hashes(ks.partition(check_id(intent_id)))[2]
         await self._require(intent_id)
         raw = cast(
             "list[str | None]",
@@ -208,27 +216,17 @@ class AsyncGraphsMixin(AsyncClientBase):
         counts = {str(s): int(n or 0) for s, n in zip(IntentStatus, raw, strict=True)}
         blocking: list[str] = []
         ready: list[str] = []
-        key = ks.children(intent_id)
-        position = "-"
+        position = None
         for _ in range(0, limits.FILTER_SCAN, _SCAN_BATCH):
-            members = cast(
-                "list[str]",
-                await self._runner.command(
-                    "ZRANGE", key, position, "+", "BYLEX", "LIMIT", 0, _SCAN_BATCH
-                ),
-            )
-            if not members:
-                break
-            ids = [index_member_id(m) for m in members]
-            statuses = await self._runner.command("HMGET", mirror, *ids)
-            for child, status in zip(ids, statuses, strict=True):
+            batch = await self._children_batch(intent_id, position)
+            for _, child, status in batch:
                 if status == IntentStatus.BLOCKED:
                     blocking.append(child)
                 elif status == IntentStatus.ACTIVE:
                     ready.append(child)
-            if len(members) < _SCAN_BATCH:
+            if len(batch) < _SCAN_BATCH:
                 break
-            position = "(" + members[-1]
+            position = batch[-1][0]
         return aggregate(counts, blocking, ready)
 
     async def get_intent_graph(self, intent_id: str, max_nodes: int = 500) -> IntentGraph:
