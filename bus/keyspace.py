@@ -234,6 +234,20 @@ class Keyspace:
         return f"{{{self.namespace}}}:subs:x:g"
 
     @property
+    def bus_dead_letters(self) -> str:
+        """Bus entries the daemons failed to handle too often (stream), with the error."""
+        return f"{{{self.namespace}}}:dlq:bus"
+
+    @property
+    def daemons(self) -> str:
+        """Daemon id -> last heartbeat (zset, ms): the daemons that ever ran, for --check."""
+        return f"{{{self.namespace}}}:daemons"
+
+    def daemon_heartbeat(self, daemon_id: str) -> str:
+        """A daemon's liveness (string with a TTL): while it exists, its work is its own."""
+        return f"{{{self.namespace}}}:daemon:{daemon_id}"
+
+    @property
     def dead_letters(self) -> str:
         """Deliveries given up on, with their last error (stream), for list and replay."""
         return f"{{{self.namespace}}}:dlq"

@@ -29,10 +29,6 @@ Handler = Callable[[int, str, dict[str, str]], Awaitable[None]]
 _log = logging.getLogger("oibus.daemon")
 
 
-def dead_letter_key(namespace: str) -> str:
-    return f"{{{namespace}}}:dlq:bus"
-
-
 class BusReader:
     def __init__(
         self, client: AsyncClient, config: DaemonConfig, metrics: Metrics, handler: Handler
@@ -89,7 +85,7 @@ class BusReader:
             return
         await self.runner.command(
             "XADD",
-            dead_letter_key(self.ks.namespace),
+            self.ks.bus_dead_letters,
             "*",
             "partition",
             p,

@@ -16,14 +16,6 @@ from ..bus.keyspace import Keyspace
 from ..sdk._async.runner import AsyncScriptRunner
 
 
-def registry_key(ks: Keyspace) -> str:
-    return f"{{{ks.namespace}}}:daemons"
-
-
-def heartbeat_key(ks: Keyspace, daemon_id: str) -> str:
-    return f"{{{ks.namespace}}}:daemon:{daemon_id}"
-
-
 class Heartbeat:
     def __init__(self, runner: AsyncScriptRunner, ks: Keyspace, daemon_id: str, ttl: float):
         self.runner, self.ks, self.daemon_id, self.ttl = runner, ks, daemon_id, ttl
@@ -34,32 +26,32 @@ class Heartbeat:
             [
                 (
                     "SET",
-                    heartbeat_key(self.ks, self.daemon_id),
+                    self.ks.daemon_heartbeat(self.daemon_id),
                     str(now_ms),
                     "PX",
                     int(self.ttl * 1000),
                 ),
-                ("ZADD", registry_key(self.ks), now_ms, self.daemon_id),
+                ("ZADD", self.ks.daemons, now_ms, self.daemon_id),
             ]
         )
 
     async def stop(self) -> None:
         """A clean exit: drop the key so the daemon's leftovers are taken over at once."""
-        await self.runner.command("DEL", heartbeat_key(self.ks, self.daemon_id))
+        await self.runner.command("DEL", self.ks.daemon_heartbeat(self.daemon_id))
 
 
 async def alive(runner: AsyncScriptRunner, ks: Keyspace, ids: Sequence[str]) -> set[str]:
     """Which of the daemon ids have a live heartbeat."""
     if not ids:
         return set()
-    found = await runner.commands([("EXISTS", heartbeat_key(ks, i)) for i in ids])
+    found = await runner.commands([("EXISTS", ks.daemon_heartbeat(i)) for i in ids])
     return {i for i, n in zip(ids, found, strict=True) if n}
 
 
 async def live_daemons(runner: AsyncScriptRunner, ks: Keyspace) -> list[str]:
     """Daemons with a live heartbeat (registered ones, at most 10,000 looked at); the
     registry forgets daemons dead for a day."""
-    key = registry_key(ks)
+    key = ks.daemons
     day_ago = int(time.time() * 1000) - 86_400_000
     _, ids = await runner.commands(
         [("ZREMRANGEBYSCORE", key, "-inf", day_ago), ("ZRANGE", key, 0, 9999)]

@@ -81,7 +81,7 @@ async def trim_once(client: AsyncClient, config: DaemonConfig, metrics: Metrics)
         metrics.lag.labels(name).set(lag)
         metrics.pending.labels(name).set(pending)
     metrics.trimmed.inc(removed)
-    dead = [f"{{{ks.namespace}}}:dlq:bus", f"{{{ks.namespace}}}:dlq"]
+    dead = [ks.bus_dead_letters, ks.dead_letters]
     metrics.dead_letters.set(sum([int(await r.xlen(key)) for key in dead]))
     return removed
 

@@ -17,7 +17,7 @@ from test_webhooks import FAST
 
 from oibus import AsyncClient, Lease
 from oibus.bus.moves import Move
-from oibus.daemon.busreader import BusReader, dead_letter_key
+from oibus.daemon.busreader import BusReader
 from oibus.daemon.config import GROUP, DaemonConfig
 from oibus.daemon.liveness import live_daemons
 from oibus.daemon.metrics import Metrics
@@ -216,9 +216,7 @@ async def test_an_entry_that_keeps_failing_goes_to_the_dead_letter_store(
     for _ in range(2):  # failed entries are tried again once idle for half a heartbeat
         await anyio.sleep(0.55)
         await reader.reclaim_once()
-    dead = await aclient._runner.command(
-        "XRANGE", dead_letter_key(aclient.keyspace.namespace), "-", "+"
-    )
+    dead = await aclient._runner.command("XRANGE", aclient.keyspace.bus_dead_letters, "-", "+")
     assert [f["intent"] for _, f in dead] == [intent.id]
     assert dead[0][1]["error"] == "handler bug"
     assert int(dead[0][1]["deliveries"]) == 3
