@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import anyio
 import click
@@ -176,48 +177,6 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
             server.stop()
 
 
-def _daemon_config(
-    redis_url: str | None,
-    namespace: str,
-    partitions: int,
-    daemon_id: str | None,
-    http_host: str,
-    http_port: int | None,
-    heartbeat_ttl: float,
-    retention_seconds: float,
-    max_deliveries: int,
-    refuse_eviction: bool,
-    log_json: bool,
-    webhooks: bool = True,
-    allow_private_webhooks: bool = False,
-    webhook_timeout: float = 10.0,
-) -> DaemonConfig:
-    options: dict[str, object] = {}
-    if daemon_id is not None:
-        options["daemon_id"] = daemon_id
-    try:
-        return DaemonConfig(
-            redis_url=redis_url,
-            namespace=namespace,
-            partitions=partitions,
-            http_host=http_host,
-            http_port=http_port,
-            heartbeat_ttl=heartbeat_ttl,
-            retention_seconds=retention_seconds,
-            max_deliveries=max_deliveries,
-            refuse_eviction=refuse_eviction,
-            log_json=log_json,
-            webhooks=(
-                WebhookConfig(allow_private=allow_private_webhooks, timeout=webhook_timeout)
-                if webhooks
-                else None
-            ),
-            **options,  # type: ignore[arg-type]
-        )
-    except OpenIntentError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 @main.command()
 @click.option("--redis-url", envvar="OIBUS_REDIS_URL", help="The Redis to work on.")
 @click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
@@ -283,21 +242,12 @@ def _daemon_config(
 )
 @click.option("--check", is_flag=True, help="Exit 0 when a live daemon exists, 1 otherwise.")
 def daemon(
-    redis_url: str | None,
-    namespace: str,
-    partitions: int,
     daemon_id: str | None,
-    http_host: str,
-    http_port: int | None,
-    heartbeat_ttl: float,
-    retention_seconds: float,
-    max_deliveries: int,
-    refuse_eviction: bool,
-    log_json: bool,
     webhooks: bool,
     allow_private_webhooks: bool,
     webhook_timeout: float,
     check: bool,
+    **settings: Any,
 ) -> None:
     """Run the daemon: portfolio catch-up, retries, lease expiry, bus retention, metrics.
 
@@ -306,28 +256,20 @@ def daemon(
       oibus daemon --redis-url redis://localhost:6379/0 --http-port 9464
       oibus daemon --check && echo a daemon is alive
     """
-    config = _daemon_config(
-        redis_url,
-        namespace,
-        partitions,
-        daemon_id,
-        http_host,
-        http_port,
-        heartbeat_ttl,
-        retention_seconds,
-        max_deliveries,
-        refuse_eviction,
-        log_json,
-        webhooks,
-        allow_private_webhooks,
-        webhook_timeout,
-    )
+    # the other options are named as DaemonConfig's fields
+    if daemon_id is not None:
+        settings["daemon_id"] = daemon_id
+    try:
+        hooks = WebhookConfig(allow_private=allow_private_webhooks, timeout=webhook_timeout)
+        config = DaemonConfig(webhooks=hooks if webhooks else None, **settings)
+    except OpenIntentError as exc:
+        raise click.BadParameter(str(exc)) from exc
     try:
         if check:
             live = daemon_run.check(config)
             click.echo(f"live daemons: {', '.join(live)}" if live else "no live daemon")
             raise SystemExit(0 if live else 1)
-        daemon_run.configure_logging(log_json)
+        daemon_run.configure_logging(config.log_json)
         daemon_run.run(config)
     except OpenIntentError as exc:
         _fail(str(exc))
