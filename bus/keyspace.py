@@ -247,6 +247,17 @@ class Keyspace:
         """A daemon's liveness (string with a TTL): while it exists, its work is its own."""
         return f"{{{self.namespace}}}:daemon:{daemon_id}"
 
+    def consumer_heartbeat(self, group: str, consumer: str) -> str:
+        """An event consumer's liveness (string with a TTL): while it exists, the entries
+        it holds pending in ``group`` are its own; once it expires a live consumer of the
+        same group takes them over (docs/agents.md)."""
+        return f"{{{self.namespace}}}:cons:{encode_segment(group)}:{encode_segment(consumer)}"
+
+    @property
+    def event_dead_letters(self) -> str:
+        """Entries of SDK consumer groups delivered too often without an ack (stream)."""
+        return f"{{{self.namespace}}}:dlq:events"
+
     @property
     def dead_letters(self) -> str:
         """Deliveries given up on, with their last error (stream), for list and replay."""

@@ -3,11 +3,20 @@
 -- (HINCRBY on the intent hash: gapless because the whole script is atomic) and a
 -- pointer entry to the partition bus (bk) that the daemon and agents consume through
 -- consumer groups. payload is JSON text the caller has already validated.
+-- The pointer carries the intent's assignees (field g, their JSON list, as of this
+-- event) when it has any: an agent's consumer group can then pick the events of its own
+-- intents out of the bus without a read per entry (docs/agents.md).
 -- Returns the event's stream id and its sequence number.
 local function emit(ik, ek, bk, id, etype, actor, payload, at)
   local seq = redis.call("HINCRBY", ik, "seq", 1)
   local eid = redis.call("XADD", ek, "*", "s", seq, "t", etype, "a", actor,
     "p", payload, "at", int(at))
-  redis.call("XADD", bk, "*", "i", id, "e", eid, "s", seq, "t", etype, "a", actor)
+  local agents = redis.call("HGET", ik, "agents")
+  if agents and agents ~= "[]" then
+    redis.call("XADD", bk, "*", "i", id, "e", eid, "s", seq, "t", etype, "a", actor,
+      "g", agents)
+  else
+    redis.call("XADD", bk, "*", "i", id, "e", eid, "s", seq, "t", etype, "a", actor)
+  end
   return eid, seq
 end

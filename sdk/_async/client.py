@@ -38,6 +38,7 @@ from ...bus.ops import LeaseRef, new_intent_id
 from .attachments import AsyncAttachmentsMixin
 from .base import AsyncClientBase
 from .costs import AsyncCostsMixin
+from .events import AsyncEventsMixin
 from .governance import AsyncGovernanceMixin
 from .graphs import AsyncGraphsMixin
 from .leases import AsyncLeasesMixin
@@ -55,6 +56,7 @@ class AsyncClient(
     AsyncAttachmentsMixin,
     AsyncPortfoliosMixin,
     AsyncSubscriptionsMixin,
+    AsyncEventsMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

@@ -39,6 +39,7 @@ from ...bus.ops import LeaseRef, new_intent_id
 from .attachments import AttachmentsMixin
 from .base import ClientBase
 from .costs import CostsMixin
+from .events import EventsMixin
 from .governance import GovernanceMixin
 from .graphs import GraphsMixin
 from .leases import LeasesMixin
@@ -56,6 +57,7 @@ class Client(
     AttachmentsMixin,
     PortfoliosMixin,
     SubscriptionsMixin,
+    EventsMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
