@@ -12,6 +12,7 @@ one atomic Lua script. Start with ``Client`` (or ``AsyncClient``)::
 
 from ._version import __version__
 from .bus.attachments import Attachment
+from .bus.consuming import Delivery
 from .bus.costs import CostRecord, CostSummary, CostType
 from .bus.errors import (
     AlreadyExistsError,
@@ -50,11 +51,28 @@ from .bus.portfolios import (
     PortfolioStatus,
 )
 from .bus.retries import FailureRecord, RetryPolicy
+from .bus.routing import Work
 from .bus.statuses import IntentStatus
 from .bus.subscriptions import Subscription
 from .sdk import AsyncClient, Client
+from .sdk.agents import Agent, AgentBase, AgentConfig, Worker, agent
+from .sdk.coordinator import Coordinator, IntentSpec, PortfolioSpec, coordinator
+from .sdk.handlers import (
+    on_all_complete,
+    on_assignment,
+    on_complete,
+    on_event,
+    on_lease_available,
+    on_lease_expired,
+    on_retry,
+    on_state_change,
+    on_status_change,
+)
 
 __all__ = [
+    "Agent",
+    "AgentBase",
+    "AgentConfig",
     "AggregateStatus",
     "AlreadyExistsError",
     "ArbitrationRequest",
@@ -68,12 +86,14 @@ __all__ = [
     "CompletionGateError",
     "ConfigurationError",
     "ConflictError",
+    "Coordinator",
     "CostRecord",
     "CostSummary",
     "CostType",
     "CycleError",
     "DecisionRecord",
     "Delegation",
+    "Delivery",
     "EmbeddedServerError",
     "Event",
     "EventType",
@@ -83,6 +103,7 @@ __all__ = [
     "Intent",
     "IntentClosedError",
     "IntentGraph",
+    "IntentSpec",
     "IntentStatus",
     "InvalidTransitionError",
     "Keyspace",
@@ -100,6 +121,7 @@ __all__ = [
     "PortfolioAggregate",
     "PortfolioCosts",
     "PortfolioMember",
+    "PortfolioSpec",
     "PortfolioStatus",
     "ProtocolInfo",
     "RetryPolicy",
@@ -107,5 +129,18 @@ __all__ = [
     "StatePatch",
     "Subscription",
     "ValidationError",
+    "Work",
+    "Worker",
     "__version__",
+    "agent",
+    "coordinator",
+    "on_all_complete",
+    "on_assignment",
+    "on_complete",
+    "on_event",
+    "on_lease_available",
+    "on_lease_expired",
+    "on_retry",
+    "on_state_change",
+    "on_status_change",
 ]

@@ -147,11 +147,13 @@ class AsyncEventStream:
         self._last = delivery
         return delivery
 
-    async def read(self) -> list[Delivery]:
-        """One batch: this consumer's own pending entries first (left by an earlier run
-        under the same name), those of dead consumers when it is time to look, then new
-        entries, waiting up to the block time. The caller acknowledges them."""
+    async def read(self, count: int | None = None) -> list[Delivery]:
+        """One batch of at most ``count`` new entries: this consumer's own pending entries
+        first (left by an earlier run under the same name), those of dead consumers when
+        it is time to look, then new entries, waiting up to the block time. The caller
+        acknowledges them (``ack`` or ``ack_later``)."""
         await self.ensure_group()
+        await self._flush_acks()
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + self.heartbeat_ttl / 2
             taken = await self._reclaim()
@@ -162,7 +164,7 @@ class AsyncEventStream:
             if own:
                 return await self._deliver(own)
             self._backlog = False
-        fresh = await self._fanin.read(self.count, self.block_ms)
+        fresh = await self._fanin.read(count or self.count, self.block_ms)
         return await self._deliver([(k, i, f, 1) for k, i, f in fresh])
 
     async def ack(self, *deliveries: Delivery) -> None:
@@ -172,6 +174,10 @@ class AsyncEventStream:
             if self._last is delivery:
                 self._last = None
         await self._flush_acks()
+
+    def ack_later(self, delivery: Delivery) -> None:
+        """Acknowledge with the next read (one XACK for a batch)."""
+        self._queue_ack(delivery)
 
     # -- internals ----------------------------------------------------------------------
     def _queue_ack(self, delivery: Delivery) -> None:

@@ -1,0 +1,142 @@
+"""Which of an agent's handlers an event calls. Pure: the agent runtime
+(``oibus.sdk.agents``) reads events from its consumer group and asks this module.
+
+An agent sees the events of the intents it is assigned to (bus pointers carry the
+intent's assignees) and, for a coordinator, the completion of its portfolios. Work (the
+assignment handler) starts when the intent is ready for it:
+
+- ``agent_assigned`` naming this agent (the intent may still be blocked: then the work
+  waits for the unblocking);
+- ``status_changed`` from ``blocked`` to ``active`` (its dependencies completed);
+- ``retry_dispatched`` (the daemon hands a due retry back, with the attempt number and
+  the last error).
+
+Whether the intent is still open and still this agent's is checked by the runtime when
+the work starts, against the intent as stored then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+
+HandlerKind = Literal[
+    "assignment",
+    "retry",
+    "complete",
+    "state_change",
+    "status_change",
+    "event",
+    "lease_available",
+    "lease_expired",
+    "all_complete",
+]
+HANDLER_KINDS: tuple[HandlerKind, ...] = (
+    "assignment",
+    "retry",
+    "complete",
+    "state_change",
+    "status_change",
+    "event",
+    "lease_available",
+    "lease_expired",
+    "all_complete",
+)
+LEASE_ENDED = frozenset({"lease_released", "lease_expired", "lease_revoked"})
+
+
+class HandlerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a decorator recorded on a method: its kind and its filter (state keys for
+    ``state_change``, an event type for ``event``, a scope for ``lease_available``)."""
+
+    kind: HandlerKind
+    keys: tuple[str, ...] | None = None
+    event_type: str | None = None
+    scope: str | None = None
+
+
+class Work(msgspec.Struct, frozen=True, kw_only=True):
+    """A reason to run the assignment (or retry) handler on an intent."""
+
+    reason: Literal["assigned", "unblocked", "retry"]
+    attempt: int = 1
+    last_error: dict[str, Any] | None = None
+
+
+def work_for(
+    me: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    agents: Sequence[str],
+    portfolio_id: str | None,
+) -> Work | None:
+    if portfolio_id is not None:
+        return None
+    if event_type == "agent_assigned":
+        return Work(reason="assigned") if payload.get("agent_id") == me else None
+    if me not in agents:
+        return None
+    if event_type == "status_changed":
+        if payload.get("from") == "blocked" and payload.get("to") == "active":
+            return Work(reason="unblocked")
+        return None
+    if event_type == "retry_dispatched":
+        attempt = payload.get("attempt_number")
+        error = payload.get("last_error")
+        return Work(
+            reason="retry",
+            attempt=attempt if isinstance(attempt, int) and attempt > 0 else 1,
+            last_error=error if isinstance(error, dict) else None,
+        )
+    return None
+
+
+def changed_keys(payload: Mapping[str, Any]) -> set[str]:
+    """Top-level state keys a ``state_patched`` event touched (from its ops' paths)."""
+    keys: set[str] = set()
+    for op in payload.get("patches") or ():
+        path = op.get("path") if isinstance(op, Mapping) else None
+        if isinstance(path, str):
+            top = path.lstrip("/").split("/", 1)[0]
+            keys.add(top.replace("~1", "/").replace("~0", "~"))
+    return keys
+
+
+def observers(
+    me: str,
+    specs: Sequence[HandlerSpec],
+    event_type: str,
+    payload: Mapping[str, Any],
+    agents: Sequence[str],
+    portfolio_id: str | None,
+) -> list[int]:
+    """Indexes into ``specs`` of the non-work handlers this event calls."""
+    if portfolio_id is not None:
+        done = event_type == "portfolio_status_changed" and payload.get("to") == "completed"
+        return [n for n, s in enumerate(specs) if done and s.kind == "all_complete"]
+    if me not in agents:
+        return []
+    hits: list[int] = []
+    for n, spec in enumerate(specs):
+        kind = spec.kind
+        if kind == "event":
+            hit = spec.event_type == event_type
+        elif kind == "status_change":
+            hit = event_type == "status_changed"
+        elif kind == "complete":
+            hit = event_type == "status_changed" and payload.get("to") == "completed"
+        elif kind == "state_change":
+            hit = event_type == "state_patched" and (
+                spec.keys is None or bool(changed_keys(payload) & set(spec.keys))
+            )
+        elif kind == "lease_expired":
+            hit = event_type == "lease_expired"
+        elif kind == "lease_available":
+            hit = event_type in LEASE_ENDED and payload.get("scope") == spec.scope
+        else:
+            hit = False
+        if hit:
+            hits.append(n)
+    return hits

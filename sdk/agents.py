@@ -1,0 +1,474 @@
+"""Agents: classes whose decorated methods handle the events of the intents assigned to
+them, driven by a Redis consumer group (no polling).
+
+Every process running an agent named ``researcher`` is a replica: all of them consume
+the partition buses as consumers of the one group ``agent:researcher``, so each event
+(an assignment included) goes to one replica, and adding replicas spreads the work. A
+replica that dies holding events has them taken over by another once its heartbeat
+expires (``sdk/_async/events.py``).
+
+Running an assignment (``on_assignment``):
+
+1. take a lease on the agent's scope of the intent (waiting while another holder's lease
+   runs out: a replica that died mid-handler leaves one behind), renewed in the
+   background for as long as the handler runs;
+2. read the intent; skip it unless it is ``active`` and still assigned to this agent;
+3. run the handler. If the lease is lost meanwhile the handler is cancelled and nothing
+   is written; a returned dict is patched into the state with the version read in step
+   2 and the lease presented (so a superseded holder can never write), then the intent
+   is completed (``auto_complete``);
+4. an exception (or a lost lease, or a conflicting write) is recorded as a failure
+   (RFC-0010): the intent's retry policy decides whether the daemon dispatches a retry
+   and, once retries are exhausted, hands the intent to the fallback agent;
+5. release the lease and acknowledge the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeVar
+
+import anyio
+import msgspec
+
+from ..bus.consuming import START_BEGINNING, Delivery, check_name
+from ..bus.errors import (
+    CompletionGateError,
+    ConflictError,
+    IntentClosedError,
+    LeaseConflictError,
+    NotFoundError,
+    OpenIntentError,
+    ValidationError,
+)
+from ..bus.models import Intent, Lease
+from ..bus.routing import HandlerSpec, Work, observers, work_for
+from ._async.client import AsyncClient
+from ._async.events import AsyncEventStream, default_consumer
+from .handlers import arity, call, discover
+
+_log = logging.getLogger("oibus.agent")
+_SCOPE_PART = re.compile(r"[^A-Za-z0-9_-]+")
+C = TypeVar("C", bound=type)
+
+
+class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How an agent runs. ``lease_scope`` defaults to ``agent.<agent id>`` (the scope it
+    leases on each intent it works on); ``start`` applies when the agent's group is first
+    created (``"start"``: assignments made before the agent ever ran are handled too)."""
+
+    agent_id: str
+    max_concurrency: int = 10
+    auto_complete: bool = True
+    lease_scope: str | None = None
+    lease_seconds: float = 30.0
+    lease_wait_seconds: float = 300.0
+    heartbeat_ttl: float = 10.0
+    drain_timeout: float = 30.0
+    start: str = START_BEGINNING
+    block_seconds: float = 5.0
+    max_deliveries: int = 5
+
+    def scope(self) -> str:
+        if self.lease_scope is not None:
+            return self.lease_scope
+        part = _SCOPE_PART.sub("_", self.agent_id)[:100] or "agent"
+        return f"agent.{part}"
+
+    @property
+    def group(self) -> str:
+        return f"agent:{self.agent_id}"
+
+
+def _check(config: AgentConfig) -> AgentConfig:
+    check_name(config.agent_id, "agent_id")
+    if config.max_concurrency < 1:
+        raise ValidationError("max_concurrency must be at least 1", field="max_concurrency")
+    if not 0.5 <= config.lease_seconds <= 86_400:
+        raise ValidationError("lease_seconds must be from 0.5 to 86400", field="lease_seconds")
+    return config
+
+
+class _Runtime:
+    """A running agent's state, made by ``start`` (an agent class's own ``__init__`` need
+    not call ours)."""
+
+    def __init__(self, owner: AgentBase) -> None:
+        self.client: AsyncClient | None = None
+        self.owns_client = False
+        self.stream: AsyncEventStream | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
+        self.stopped = asyncio.Event()
+        handlers = discover(owner)
+        self.work = [h for h, s in handlers if s.kind == "assignment"]
+        self.retry = [h for h, s in handlers if s.kind == "retry"]
+        self.observers = [(h, s) for h, s in handlers if s.kind not in ("assignment", "retry")]
+        self.specs = [s for _, s in self.observers]
+
+
+class _Serving:
+    """``run`` works on the class (a new instance) and on an instance alike."""
+
+    def __init__(self, func: Callable[..., None]) -> None:
+        self.func = func
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., None]:
+        def bound(*args: Any, **kwargs: Any) -> None:
+            self.func(obj if obj is not None else cls(), *args, **kwargs)
+
+        return bound
+
+
+class AgentBase:
+    """What ``@agent`` mixes into a class: ``start``/``stop``/``run`` and helpers."""
+
+    _oibus_config: ClassVar[AgentConfig]
+    _oibus_own_config: AgentConfig | None = None
+    _oibus_rt: _Runtime | None = None
+
+    @property
+    def _rt(self) -> _Runtime:
+        if self._oibus_rt is None:
+            self._oibus_rt = _Runtime(self)
+        return self._oibus_rt
+
+    # -- identity and helpers -------------------------------------------------------------
+    @property
+    def config(self) -> AgentConfig:
+        return self._oibus_own_config or type(self)._oibus_config
+
+    @property
+    def agent_id(self) -> str:
+        return self.config.agent_id
+
+    @property
+    def client(self) -> AsyncClient:
+        """The agent's client (its agent id is the actor of what it writes)."""
+        if self._rt.client is None:
+            raise RuntimeError("the agent is not started")
+        return self._rt.client
+
+    async def log(self, intent_id: str, message: str, **data: Any) -> None:
+        """A comment on the intent's log, as this agent."""
+        await self.client.log_event(intent_id, "comment", {"message": message, **data})
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(
+        self,
+        redis_url: str | None = None,
+        *,
+        client: AsyncClient | None = None,
+        consumer: str | None = None,
+        **client_options: Any,
+    ) -> None:
+        """Join the agent's group and start handling events in the background. Pass a
+        ``client`` to share one (its agent id should be this agent's), or a URL and
+        ``AsyncClient`` options (``namespace``, ``partitions``, ...)."""
+        if self._rt.reader is not None:
+            raise RuntimeError("the agent is already running")
+        cfg = self.config
+        if client is None:
+            client = AsyncClient(redis_url, agent_id=cfg.agent_id, **client_options)
+            self._rt.owns_client = True
+        self._rt.client = client
+        self._rt.stream = client.events(
+            cfg.group,
+            consumer or default_consumer(),
+            start=cfg.start,
+            count=min(500, max(cfg.max_concurrency, 64)),
+            block_seconds=cfg.block_seconds,
+            auto_ack=False,
+            heartbeat_ttl=cfg.heartbeat_ttl,
+            max_deliveries=cfg.max_deliveries,
+        )
+        await self._rt.stream.ensure_group()
+        self._rt.stopped.clear()
+        self._rt.reader = asyncio.ensure_future(self._read_loop())
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop taking events; let handlers in flight finish (up to ``drain_timeout``),
+        then cancel the rest: their events were not acknowledged and go back to the
+        group, where another replica takes them at once (the heartbeat is deleted)."""
+        if self._rt.reader is None:
+            return
+        self._rt.reader.cancel()
+        with suppress(BaseException):
+            await self._rt.reader
+        self._rt.reader = None
+        if self._rt.tasks:
+            wait = self.config.drain_timeout if drain_timeout is None else drain_timeout
+            _, late = await asyncio.wait(set(self._rt.tasks), timeout=wait)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        if self._rt.stream is not None:
+            await self._rt.stream.aclose()
+            self._rt.stream = None
+        if self._rt.owns_client and self._rt.client is not None:
+            await self._rt.client.aclose()
+        self._rt.client = None
+        self._rt.stopped.set()
+
+    async def wait(self) -> None:
+        """Until the agent is stopped (or its reading fails for good)."""
+        await self._rt.stopped.wait()
+
+    @_Serving
+    def run(self, redis_url: str | None = None, **options: Any) -> None:
+        """Run one replica until SIGINT/SIGTERM (blocking), then stop gracefully. On the
+        class (``Researcher.run(url)``) it makes the instance first."""
+
+        async def main() -> None:
+            await self.start(redis_url, **options)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+            await self.wait()
+
+        asyncio.run(main())
+
+    # -- reading --------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        assert self._rt.stream is not None
+        stream, limit = self._rt.stream, self.config.max_concurrency
+        while True:
+            free = limit - len(self._rt.tasks)
+            if free <= 0:
+                self._rt.slot_freed.clear()
+                await self._rt.slot_freed.wait()
+                continue
+            try:
+                batch = await stream.read(free)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the server went away: wait, then read again
+                _log.warning("agent %s: reading failed: %s", self.agent_id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for delivery in batch:
+                plan = self._plan(delivery)
+                if plan is None:
+                    stream.ack_later(delivery)
+                    continue
+                task = asyncio.ensure_future(self._handle(delivery, *plan))
+                self._rt.tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._rt.tasks.discard(task)
+        self._rt.slot_freed.set()
+
+    def _plan(self, d: Delivery) -> tuple[Work | None, list[int]] | None:
+        e = d.event
+        work = work_for(self.agent_id, e.event_type, e.payload, d.agents, d.portfolio_id)
+        if work is not None and not (self._rt.work or (work.reason == "retry" and self._rt.retry)):
+            work = None
+        hits = observers(
+            self.agent_id, self._rt.specs, e.event_type, e.payload, d.agents, d.portfolio_id
+        )
+        if work is None and not hits:
+            return None
+        return work, hits
+
+    async def _handle(self, d: Delivery, work: Work | None, hits: list[int]) -> None:
+        assert self._rt.stream is not None
+        stream = self._rt.stream
+        try:
+            if work is not None:
+                await self._run_work(d, work)
+            for n in hits:
+                await self._observe(d, *self._rt.observers[n])
+        except asyncio.CancelledError:
+            raise  # stopping: not acknowledged, so the event goes back to the group
+        except Exception as exc:  # a handler's failure must not stop the agent
+            _log.exception(
+                "agent %s: handling %s failed: %s", self.agent_id, d.event.event_type, exc
+            )
+        await stream.ack(d)
+
+    # -- observers --------------------------------------------------------------------------
+    async def _observe(self, d: Delivery, handler: Callable[..., Any], spec: HandlerSpec) -> None:
+        n = arity(handler)
+        event = d.event
+        if spec.kind == "all_complete":
+            portfolio = await self.client.get_portfolio(event.intent_id)
+            if portfolio.created_by != self.agent_id:
+                return
+            await call(handler, [portfolio, event][: max(n, 1)])
+            return
+        if spec.kind == "event" and n == 1:
+            await call(handler, [event])
+            return
+        intent = await self.client.get_intent(event.intent_id)
+        second: Any = spec.scope if spec.kind == "lease_available" else event
+        await call(handler, [intent, second][: max(n, 1)])
+
+    # -- work -------------------------------------------------------------------------------
+    async def _run_work(self, d: Delivery, work: Work) -> None:
+        cfg, client = self.config, self.client
+        intent_id = d.event.intent_id
+        lease = await self._take_lease(intent_id)
+        if lease is None:
+            return
+        try:
+            intent = await client.get_intent(intent_id)
+            if intent.status != "active" or self.agent_id not in intent.assigned_agents:
+                return
+            handler = (
+                (self._rt.retry or self._rt.work)[0] if work.reason == "retry" else self._rt.work[0]
+            )
+            try:
+                result = await self._under_lease(intent_id, lease, handler, [intent, work])
+            except asyncio.CancelledError:
+                raise
+            except _LeaseLostError as lost:
+                await self._fail(intent_id, "lease_lost", str(lost.cause))
+                return
+            except Exception as exc:
+                code = getattr(exc, "error_code", None)
+                await self._fail(
+                    intent_id,
+                    code if isinstance(code, str) and code else type(exc).__name__,
+                    str(exc),
+                )
+                return
+            await self._finish(intent, lease, result, cfg.auto_complete)
+        finally:
+            with anyio.CancelScope(shield=True), suppress(Exception):
+                await client.release_lease(intent_id, lease.id)
+
+    async def _take_lease(self, intent_id: str) -> Lease | None:
+        """The agent's lease on the intent, waiting (bounded) while another holds it."""
+        cfg, client = self.config, self.client
+        deadline = anyio.current_time() + cfg.lease_wait_seconds
+        while True:
+            try:
+                return await client.acquire_lease(intent_id, cfg.scope(), cfg.lease_seconds)
+            except (IntentClosedError, NotFoundError):
+                return None
+            except LeaseConflictError as exc:
+                now = anyio.current_time()
+                if now >= deadline:
+                    await self._fail(intent_id, "lease_conflict", str(exc))
+                    return None
+                await anyio.sleep(min(_until(exc.expires_at), deadline - now, 1.0))
+
+    async def _under_lease(
+        self, intent_id: str, lease: Lease, handler: Callable[..., Any], args: list[Any]
+    ) -> Any:
+        """Run the handler while renewing the lease; a renewal that fails cancels it."""
+        seconds = self.config.lease_seconds
+        lost: list[BaseException] = []
+        result: Any = None
+        async with anyio.create_task_group() as tg:
+
+            async def keep() -> None:
+                while True:
+                    await anyio.sleep(seconds / 3)
+                    try:
+                        await self.client.renew_lease(intent_id, lease.id, seconds)
+                    except Exception as exc:
+                        lost.append(exc)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(keep)
+            try:
+                result = await call(handler, args[: max(arity(handler), 1)])
+            finally:
+                tg.cancel_scope.cancel()
+        if lost:
+            raise _LeaseLostError(lost[0])
+        return result
+
+    async def _finish(self, intent: Intent, lease: Lease, result: Any, complete: bool) -> None:
+        client = self.client
+        version = intent.version
+        try:
+            if isinstance(result, Mapping) and result:
+                version = (
+                    await client.update_state(intent.id, version, result, lease=lease)
+                ).version
+            if complete:
+                await client.set_status(intent.id, version, "completed")
+        except CompletionGateError as exc:
+            _log.info("agent %s: %s not completed yet: %s", self.agent_id, intent.id, exc)
+        except (ConflictError, OpenIntentError) as exc:
+            await self._fail(intent.id, exc.code or "conflict", str(exc))
+        else:
+            if result is not None and not isinstance(result, Mapping):
+                _log.warning(
+                    "agent %s: handler result for %s is a %s, not a dict: not stored",
+                    self.agent_id,
+                    intent.id,
+                    type(result).__name__,
+                )
+
+    async def _fail(self, intent_id: str, code: str, message: str) -> None:
+        with suppress(IntentClosedError, NotFoundError):
+            await self.client.record_failure(
+                intent_id, error_code=code[:128], error_message=message[:4000]
+            )
+
+
+class _LeaseLostError(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _until(expires_at: str | None) -> float:
+    """Seconds until an ISO time (a short wait when it is unknown or past)."""
+    if not expires_at:
+        return 0.2
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.2
+    return max(0.05, (moment - datetime.now(UTC)).total_seconds() + 0.05)
+
+
+def make_agent_class(
+    agent_id: str, base: type[AgentBase], options: Mapping[str, Any], **attrs: Any
+) -> Callable[[C], C]:
+    """The class decorators' common part: check the options, then derive a class from the
+    user's class and ``base`` that keeps the user's name, docs and module."""
+    config = _check(AgentConfig(agent_id=agent_id, **options))
+
+    def decorate(cls: C) -> C:
+        made = type(cls.__name__, (cls, base), {"_oibus_config": config, **attrs})
+        made.__qualname__ = cls.__qualname__
+        made.__module__ = cls.__module__
+        made.__doc__ = cls.__doc__
+        return made  # type: ignore[return-value]
+
+    return decorate
+
+
+def agent(agent_id: str, **options: Any) -> Callable[[C], C]:
+    """Class decorator: make the class an agent named ``agent_id`` (options: the fields
+    of ``AgentConfig``). The class keeps its own methods and base classes."""
+    return make_agent_class(agent_id, AgentBase, options)
+
+
+Agent = agent
+"""The seeds' spelling: ``@Agent("researcher")``."""
+
+
+class Worker(AgentBase):
+    """An agent made of one plain function: ``Worker("summarizer", fn).run(url)``; ``fn``
+    takes the intent (and optionally the work) and returns a dict for its state."""
+
+    def __init__(self, agent_id: str, handler: Callable[..., Any], **options: Any) -> None:
+        self._oibus_own_config = _check(AgentConfig(agent_id=agent_id, **options))
+        self._rt.work = [handler]
