@@ -116,7 +116,7 @@ class AsyncEventStream:
                     raise
         await self._beat.start()
         self._open = True
-        self._next_reclaim = time.monotonic() + self.heartbeat_ttl / 2
+        self._next_reclaim = 0.0  # the first read looks for dead consumers' events
 
     async def aclose(self) -> None:
         """Acknowledge what was handled; what is still held goes back to the group (the

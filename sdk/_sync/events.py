@@ -117,7 +117,7 @@ class EventStream:
                     raise
         self._beat.start()
         self._open = True
-        self._next_reclaim = time.monotonic() + self.heartbeat_ttl / 2
+        self._next_reclaim = 0.0  # the first read looks for dead consumers' events
 
     def close(self) -> None:
         """Acknowledge what was handled; what is still held goes back to the group (the
@@ -148,11 +148,13 @@ class EventStream:
         self._last = delivery
         return delivery
 
-    def read(self) -> list[Delivery]:
-        """One batch: this consumer's own pending entries first (left by an earlier run
-        under the same name), those of dead consumers when it is time to look, then new
-        entries, waiting up to the block time. The caller acknowledges them."""
+    def read(self, count: int | None = None) -> list[Delivery]:
+        """One batch of at most ``count`` new entries: this consumer's own pending entries
+        first (left by an earlier run under the same name), those of dead consumers when
+        it is time to look, then new entries, waiting up to the block time. The caller
+        acknowledges them (``ack`` or ``ack_later``)."""
         self.ensure_group()
+        self._flush_acks()
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + self.heartbeat_ttl / 2
             taken = self._reclaim()
@@ -163,7 +165,7 @@ class EventStream:
             if own:
                 return self._deliver(own)
             self._backlog = False
-        fresh = self._fanin.read(self.count, self.block_ms)
+        fresh = self._fanin.read(count or self.count, self.block_ms)
         return self._deliver([(k, i, f, 1) for k, i, f in fresh])
 
     def ack(self, *deliveries: Delivery) -> None:
@@ -173,6 +175,10 @@ class EventStream:
             if self._last is delivery:
                 self._last = None
         self._flush_acks()
+
+    def ack_later(self, delivery: Delivery) -> None:
+        """Acknowledge with the next read (one XACK for a batch)."""
+        self._queue_ack(delivery)
 
     # -- internals ----------------------------------------------------------------------
     def _queue_ack(self, delivery: Delivery) -> None:
