@@ -29,6 +29,7 @@ import asyncio
 import logging
 import re
 import signal
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from ..bus.routing import HandlerSpec, Work, observers, work_for
 from ._async.client import AsyncClient
 from ._async.events import AsyncEventStream, default_consumer
 from .handlers import arity, call, discover
+from .leasing import unwrapped
 
 _log = logging.getLogger("oibus.agent")
 _SCOPE_PART = re.compile(r"[^A-Za-z0-9_-]+")
@@ -107,6 +109,8 @@ class _Runtime:
         self.tasks: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         self.stopped = asyncio.Event()
+        self.stopping = False
+        self.waiting: deque[tuple[Delivery, tuple[Work | None, list[int]]]] = deque()
         handlers = discover(owner)
         self.work = [h for h, s in handlers if s.kind == "assignment"]
         self.retry = [h for h, s in handlers if s.kind == "retry"]
@@ -191,18 +195,28 @@ class AgentBase:
         )
         await self._rt.stream.ensure_group()
         self._rt.stopped.clear()
+        self._rt.stopping = False
+        self._rt.waiting.clear()
         self._rt.reader = asyncio.ensure_future(self._read_loop())
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Stop taking events; let handlers in flight finish (up to ``drain_timeout``),
         then cancel the rest: their events were not acknowledged and go back to the
         group, where another replica takes them at once (the heartbeat is deleted)."""
-        if self._rt.reader is None:
+        rt = self._rt
+        if rt.reader is None:
             return
-        self._rt.reader.cancel()
+        # the reader ends after its current read: a read cancelled half-way may have
+        # been handed entries it never sees (they would wait for the take-over)
+        rt.stopping = True
+        rt.slot_freed.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(rt.reader), self.config.block_seconds + 5)
+        except (TimeoutError, asyncio.CancelledError):
+            rt.reader.cancel()
         with suppress(BaseException):
-            await self._rt.reader
-        self._rt.reader = None
+            await rt.reader
+        rt.reader = None
         if self._rt.tasks:
             wait = self.config.drain_timeout if drain_timeout is None else drain_timeout
             _, late = await asyncio.wait(set(self._rt.tasks), timeout=wait)
@@ -239,13 +253,22 @@ class AgentBase:
 
     # -- reading --------------------------------------------------------------------------
     async def _read_loop(self) -> None:
-        assert self._rt.stream is not None
-        stream, limit = self._rt.stream, self.config.max_concurrency
-        while True:
-            free = limit - len(self._rt.tasks)
-            if free <= 0:
-                self._rt.slot_freed.clear()
-                await self._rt.slot_freed.wait()
+        """Read only when every event read before has a handler slot: a read over several
+        streams may return up to its count from each, so the surplus waits here (held
+        by this consumer, so no other replica takes it while this one lives)."""
+        rt = self._rt
+        assert rt.stream is not None
+        stream, limit = rt.stream, self.config.max_concurrency
+        while not rt.stopping:
+            while rt.waiting and len(rt.tasks) < limit:
+                delivery, plan = rt.waiting.popleft()
+                task = asyncio.ensure_future(self._handle(delivery, *plan))
+                rt.tasks.add(task)
+                task.add_done_callback(self._done)
+            free = limit - len(rt.tasks)
+            if free <= 0 or rt.waiting:
+                rt.slot_freed.clear()
+                await rt.slot_freed.wait()
                 continue
             try:
                 batch = await stream.read(free)
@@ -259,10 +282,8 @@ class AgentBase:
                 plan = self._plan(delivery)
                 if plan is None:
                     stream.ack_later(delivery)
-                    continue
-                task = asyncio.ensure_future(self._handle(delivery, *plan))
-                self._rt.tasks.add(task)
-                task.add_done_callback(self._done)
+                else:
+                    rt.waiting.append((delivery, plan))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._rt.tasks.discard(task)
@@ -370,7 +391,7 @@ class AgentBase:
         seconds = self.config.lease_seconds
         lost: list[BaseException] = []
         result: Any = None
-        async with anyio.create_task_group() as tg:
+        async with unwrapped(), anyio.create_task_group() as tg:
 
             async def keep() -> None:
                 while True:

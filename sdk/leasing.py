@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @asynccontextmanager
-async def _unwrapped() -> AsyncIterator[None]:
+async def unwrapped() -> AsyncIterator[None]:
     """The keeper's task group wraps what the block raises in an ExceptionGroup; the
     block's own exception is what its caller expects to catch."""
     try:
@@ -52,7 +52,7 @@ async def hold_lease_async(
     lease = await client.acquire_lease(intent_id, scope, duration_seconds)
     lost: list[OpenIntentError] = []
     try:
-        async with _unwrapped(), anyio.create_task_group() as tg:
+        async with unwrapped(), anyio.create_task_group() as tg:
 
             async def keep_renewed() -> None:
                 while True:
