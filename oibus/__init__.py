@@ -41,6 +41,7 @@ from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from .bus.observability import Observation
 from .bus.portfolios import (
     MemberRole,
     Portfolio,
@@ -53,12 +54,23 @@ from .bus.retries import FailureRecord, RetryPolicy
 from .bus.statuses import IntentStatus
 from .bus.subscriptions import Subscription
 from .sdk import AsyncClient, Client
+from .sdk.adapters import (
+    AdapterConfig,
+    AsyncLLMAdapter,
+    AsyncLoggedStream,
+    LLMAdapter,
+    LoggedStream,
+)
+from .sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
 
 __all__ = [
+    "AdapterConfig",
     "AggregateStatus",
     "AlreadyExistsError",
     "ArbitrationRequest",
     "AsyncClient",
+    "AsyncLLMAdapter",
+    "AsyncLoggedStream",
     "Attachment",
     "BudgetExceededError",
     "BusConnectionError",
@@ -77,6 +89,7 @@ __all__ = [
     "EmbeddedServerError",
     "Event",
     "EventType",
+    "Extractor",
     "FailureRecord",
     "GraphEdge",
     "GraphNode",
@@ -86,12 +99,15 @@ __all__ = [
     "IntentStatus",
     "InvalidTransitionError",
     "Keyspace",
+    "LLMAdapter",
     "Lease",
     "LeaseConflictError",
     "LeaseExpiredError",
     "LeaseLostError",
+    "LoggedStream",
     "MemberRole",
     "NotFoundError",
+    "Observation",
     "OpenIntentError",
     "Page",
     "PatchError",
@@ -102,10 +118,13 @@ __all__ = [
     "PortfolioMember",
     "PortfolioStatus",
     "ProtocolInfo",
+    "RequestInfo",
+    "ResponseInfo",
     "RetryPolicy",
     "ScriptError",
     "StatePatch",
     "Subscription",
+    "ToolCallInfo",
     "ValidationError",
     "__version__",
 ]

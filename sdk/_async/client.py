@@ -41,6 +41,7 @@ from .costs import AsyncCostsMixin
 from .governance import AsyncGovernanceMixin
 from .graphs import AsyncGraphsMixin
 from .leases import AsyncLeasesMixin
+from .observability import AsyncObservabilityMixin
 from .portfolios import AsyncPortfoliosMixin
 from .retries import AsyncRetriesMixin
 from .subscriptions import AsyncSubscriptionsMixin
@@ -55,6 +56,7 @@ class AsyncClient(
     AsyncAttachmentsMixin,
     AsyncPortfoliosMixin,
     AsyncSubscriptionsMixin,
+    AsyncObservabilityMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

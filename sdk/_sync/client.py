@@ -42,6 +42,7 @@ from .costs import CostsMixin
 from .governance import GovernanceMixin
 from .graphs import GraphsMixin
 from .leases import LeasesMixin
+from .observability import ObservabilityMixin
 from .portfolios import PortfoliosMixin
 from .retries import RetriesMixin
 from .subscriptions import SubscriptionsMixin
@@ -56,6 +57,7 @@ class Client(
     AttachmentsMixin,
     PortfoliosMixin,
     SubscriptionsMixin,
+    ObservabilityMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
