@@ -81,6 +81,7 @@ __all__ = [
     "CostRecord",
     "CostSummary",
     "CostType",
+    "decimal_of",
     "decode_cost",
     "decode_summary",
     "micros_of",
@@ -174,9 +175,9 @@ class CostSummary(msgspec.Struct, frozen=True, kw_only=True):
         return iter(self.__struct_fields__)
 
 
-def micros_of(amount: object, field: str = "amount") -> int:
-    """A caller's amount as integer micro-units, refusing what is not a finite number from
-    0 to ``AMOUNT_MAX`` (bools are not numbers here)."""
+def decimal_of(amount: object, field: str = "amount") -> Decimal:
+    """A caller's non-negative finite number, exactly (bools are not numbers here; a float
+    is read as its shortest ``repr``, so ``0.1`` is one tenth, not the binary value)."""
     if isinstance(amount, bool) or not isinstance(amount, int | float | Decimal):
         raise ValidationError(f"{field} must be a number", field=field)
     if isinstance(amount, float) and not math.isfinite(amount):
@@ -186,6 +187,13 @@ def micros_of(amount: object, field: str = "amount") -> int:
     exact = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
     if exact < 0:
         raise ValidationError(f"{field} must not be negative", field=field)
+    return exact
+
+
+def micros_of(amount: object, field: str = "amount") -> int:
+    """A caller's amount as integer micro-units, refusing what is not a finite number from
+    0 to ``AMOUNT_MAX``."""
+    exact = decimal_of(amount, field)
     if exact > AMOUNT_MAX:
         raise ValidationError(f"{field} must be at most {AMOUNT_MAX}", field=field)
     # scaleb is exact whatever the caller's decimal context; round once, half to even

@@ -42,6 +42,7 @@ from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from .bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
 from .bus.keyspace import Keyspace
 from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from .bus.observability import Observation
 from .bus.portfolios import (
     MemberRole,
     Portfolio,
@@ -55,8 +56,16 @@ from .bus.routing import Work
 from .bus.statuses import IntentStatus
 from .bus.subscriptions import Subscription
 from .sdk import AsyncClient, Client
+from .sdk.adapters import (
+    AdapterConfig,
+    AsyncLLMAdapter,
+    AsyncLoggedStream,
+    LLMAdapter,
+    LoggedStream,
+)
 from .sdk.agents import Agent, AgentBase, AgentConfig, Worker, agent
 from .sdk.coordinator import Coordinator, IntentSpec, PortfolioSpec, coordinator
+from .sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
 from .sdk.handlers import (
     on_all_complete,
     on_assignment,
@@ -70,6 +79,7 @@ from .sdk.handlers import (
 )
 
 __all__ = [
+    "AdapterConfig",
     "Agent",
     "AgentBase",
     "AgentConfig",
@@ -77,6 +87,8 @@ __all__ = [
     "AlreadyExistsError",
     "ArbitrationRequest",
     "AsyncClient",
+    "AsyncLLMAdapter",
+    "AsyncLoggedStream",
     "Attachment",
     "BudgetExceededError",
     "BusConnectionError",
@@ -97,6 +109,7 @@ __all__ = [
     "EmbeddedServerError",
     "Event",
     "EventType",
+    "Extractor",
     "FailureRecord",
     "GraphEdge",
     "GraphNode",
@@ -107,12 +120,15 @@ __all__ = [
     "IntentStatus",
     "InvalidTransitionError",
     "Keyspace",
+    "LLMAdapter",
     "Lease",
     "LeaseConflictError",
     "LeaseExpiredError",
     "LeaseLostError",
+    "LoggedStream",
     "MemberRole",
     "NotFoundError",
+    "Observation",
     "OpenIntentError",
     "Page",
     "PatchError",
@@ -124,10 +140,13 @@ __all__ = [
     "PortfolioSpec",
     "PortfolioStatus",
     "ProtocolInfo",
+    "RequestInfo",
+    "ResponseInfo",
     "RetryPolicy",
     "ScriptError",
     "StatePatch",
     "Subscription",
+    "ToolCallInfo",
     "ValidationError",
     "Work",
     "Worker",

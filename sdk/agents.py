@@ -279,11 +279,11 @@ class AgentBase:
                 await asyncio.sleep(1.0)
                 continue
             for delivery in batch:
-                plan = self._plan(delivery)
-                if plan is None:
+                todo = self._plan(delivery)
+                if todo is None:
                     stream.ack_later(delivery)
                 else:
-                    rt.waiting.append((delivery, plan))
+                    rt.waiting.append((delivery, todo))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._rt.tasks.discard(task)

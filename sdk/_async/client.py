@@ -42,6 +42,7 @@ from .events import AsyncEventsMixin
 from .governance import AsyncGovernanceMixin
 from .graphs import AsyncGraphsMixin
 from .leases import AsyncLeasesMixin
+from .observability import AsyncObservabilityMixin
 from .portfolios import AsyncPortfoliosMixin
 from .retries import AsyncRetriesMixin
 from .subscriptions import AsyncSubscriptionsMixin
@@ -57,6 +58,7 @@ class AsyncClient(
     AsyncPortfoliosMixin,
     AsyncSubscriptionsMixin,
     AsyncEventsMixin,
+    AsyncObservabilityMixin,
     AsyncClientBase,
 ):
     """One agent's connection to the bus (see ``AsyncClientBase`` for the arguments)."""

@@ -43,6 +43,7 @@ from .events import EventsMixin
 from .governance import GovernanceMixin
 from .graphs import GraphsMixin
 from .leases import LeasesMixin
+from .observability import ObservabilityMixin
 from .portfolios import PortfoliosMixin
 from .retries import RetriesMixin
 from .subscriptions import SubscriptionsMixin
@@ -58,6 +59,7 @@ class Client(
     PortfoliosMixin,
     SubscriptionsMixin,
     EventsMixin,
+    ObservabilityMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""

@@ -1,0 +1,328 @@
+"""LLM, tool-call and stream observability (RFC-0008) on the async client: each call
+appends one typed event through ``log_event``'s script; a priced LLM completion also
+records its token cost (RFC-0009). Payloads and checks are in ``oibus.bus.observability``;
+``oibus.sdk.adapters`` makes these calls around any chat client automatically."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from ...bus.costs import CostType, record_cost_call, recorded
+from ...bus.events import EventType
+from ...bus.observability import (
+    Observation,
+    Payload,
+    cost_metadata,
+    llm_request_payload,
+    logged_event,
+    priced,
+    required,
+    stream_payload,
+    token_cost,
+    tool_call_payload,
+)
+from .base import AsyncClientBase
+
+Price = float | Decimal
+
+
+class AsyncObservabilityMixin(AsyncClientBase):
+    async def _observe(
+        self,
+        intent_id: str,
+        event_type: EventType,
+        payload: Payload,
+        body: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        call = self._ops.log_event(intent_id, event_type, payload.body() if body is None else body)
+        return Observation(id=payload.ref, event=logged_event(call, await self._run(call)))
+
+    # -- tool calls ---------------------------------------------------------------------
+    async def log_tool_call_started(
+        self,
+        intent_id: str,
+        *,
+        tool_name: str,
+        tool_id: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        parent_request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """A model asked for a tool. ``tool_id`` (generated when omitted, returned as
+        ``.id``) ties the call's later events to this one; ``parent_request_id`` to the
+        LLM request that asked for it."""
+        payload = tool_call_payload(
+            tool_name=tool_name,
+            tool_id=tool_id,
+            arguments=arguments,
+            provider=provider,
+            model=model,
+            parent_request_id=parent_request_id,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.TOOL_CALL_STARTED, payload)
+
+    async def log_tool_call_completed(
+        self,
+        intent_id: str,
+        *,
+        tool_name: str,
+        tool_id: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        result: Any = None,
+        duration_ms: float | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        parent_request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """A tool call returned ``result`` (any JSON value)."""
+        payload = tool_call_payload(
+            tool_name=tool_name,
+            tool_id=tool_id,
+            arguments=arguments,
+            result=result,
+            duration_ms=duration_ms,
+            provider=provider,
+            model=model,
+            parent_request_id=parent_request_id,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.TOOL_CALL_COMPLETED, payload)
+
+    async def log_tool_call_failed(
+        self,
+        intent_id: str,
+        *,
+        tool_name: str,
+        error: str,
+        tool_id: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        duration_ms: float | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        parent_request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        payload = tool_call_payload(
+            tool_name=tool_name,
+            tool_id=tool_id,
+            arguments=arguments,
+            error=error,
+            duration_ms=duration_ms,
+            provider=provider,
+            model=model,
+            parent_request_id=parent_request_id,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.TOOL_CALL_FAILED, payload)
+
+    # -- LLM requests -------------------------------------------------------------------
+    async def log_llm_request_started(
+        self,
+        intent_id: str,
+        *,
+        provider: str,
+        model: str,
+        request_id: str | None = None,
+        messages_count: int | None = None,
+        tools_available: Sequence[str] | None = None,
+        stream: bool = False,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """An LLM request is being sent. ``request_id`` (generated when omitted, returned
+        as ``.id``) ties its completion or failure, its tool calls and its stream to it."""
+        payload = llm_request_payload(
+            request_id=request_id,
+            provider=provider,
+            model=model,
+            messages_count=messages_count,
+            tools_available=tools_available,
+            stream=stream,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.LLM_REQUEST_STARTED, payload)
+
+    async def log_llm_request_completed(
+        self,
+        intent_id: str,
+        *,
+        provider: str,
+        model: str,
+        request_id: str | None = None,
+        messages_count: int | None = None,
+        response_content: str | None = None,
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        total_tokens: int | None = None,
+        duration_ms: float | None = None,
+        prompt_price_per_1k: Price | None = None,
+        completion_price_per_1k: Price | None = None,
+        cost_unit: str = "USD",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """An LLM request answered. With a price per 1,000 prompt and/or completion
+        tokens, the usage is also recorded as a ``tokens`` cost in ``cost_unit`` (the
+        intent's budget applies; ``.cost`` is the record, and the event carries ``cost``
+        and ``cost_id``). The event is written first: if the budget refuses the cost,
+        BudgetExceededError is raised and the event stays, since the request happened."""
+        payload = llm_request_payload(
+            request_id=request_id,
+            provider=provider,
+            model=model,
+            messages_count=messages_count,
+            response_content=response_content,
+            tool_calls=tool_calls,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+            duration_ms=duration_ms,
+            metadata=metadata,
+        )
+        cost = token_cost(payload, prompt_price_per_1k, completion_price_per_1k)
+        if cost is None:
+            return await self._observe(intent_id, EventType.LLM_REQUEST_COMPLETED, payload)
+        cost_call = record_cost_call(
+            self.keyspace,
+            self._ops.actor,
+            str(uuid.uuid4()),
+            intent_id,
+            CostType.TOKENS,
+            cost,
+            cost_unit,
+            provider,
+            cost_metadata(payload, prompt_price_per_1k, completion_price_per_1k),
+        )  # built, hence checked, before anything is written
+        body = priced(payload, cost, cost_unit, cost_id=cost_call.args[1])
+        logged = await self._observe(intent_id, EventType.LLM_REQUEST_COMPLETED, payload, body)
+        record = recorded(cost_call, await self._run(cost_call))
+        return Observation(id=logged.id, event=logged.event, cost=record)
+
+    async def log_llm_request_failed(
+        self,
+        intent_id: str,
+        *,
+        provider: str,
+        model: str,
+        error: str,
+        request_id: str | None = None,
+        messages_count: int | None = None,
+        duration_ms: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        payload = llm_request_payload(
+            request_id=request_id,
+            provider=provider,
+            model=model,
+            messages_count=messages_count,
+            error=error,
+            duration_ms=duration_ms,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.LLM_REQUEST_FAILED, payload)
+
+    # -- streams ------------------------------------------------------------------------
+    async def start_stream(
+        self,
+        intent_id: str,
+        *,
+        provider: str,
+        model: str,
+        stream_id: str | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """A streamed response began. ``stream_id`` (generated when omitted, returned as
+        ``.id``) names it in the chunk, completion and cancellation events."""
+        payload = stream_payload(
+            stream_id=stream_id,
+            provider=required(provider, "provider"),
+            model=required(model, "model"),
+            request_id=request_id,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.STREAM_STARTED, payload)
+
+    async def log_stream_chunk(
+        self,
+        intent_id: str,
+        stream_id: str,
+        *,
+        chunk_index: int,
+        token_count: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """One chunk arrived (an event per chunk is a write per chunk: log every Nth)."""
+        payload = stream_payload(
+            stream_id=required(stream_id, "stream_id"),
+            chunk_index=required(chunk_index, "chunk_index"),
+            token_count=token_count,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.STREAM_CHUNK, payload)
+
+    async def complete_stream(
+        self,
+        intent_id: str,
+        stream_id: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        chunks_received: int | None = None,
+        tokens_streamed: int | None = None,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        payload = stream_payload(
+            stream_id=required(stream_id, "stream_id"),
+            provider=provider,
+            model=model,
+            request_id=request_id,
+            chunks_received=chunks_received,
+            tokens_streamed=tokens_streamed,
+            duration_ms=duration_ms,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.STREAM_COMPLETED, payload)
+
+    async def cancel_stream(
+        self,
+        intent_id: str,
+        stream_id: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        reason: str | None = None,
+        chunks_received: int | None = None,
+        tokens_streamed: int | None = None,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Observation:
+        """The stream ended before the provider finished it (the reader stopped, or an
+        error); ``reason`` says which."""
+        payload = stream_payload(
+            stream_id=required(stream_id, "stream_id"),
+            provider=provider,
+            model=model,
+            reason=reason,
+            request_id=request_id,
+            chunks_received=chunks_received,
+            tokens_streamed=tokens_streamed,
+            duration_ms=duration_ms,
+            metadata=metadata,
+        )
+        return await self._observe(intent_id, EventType.STREAM_CANCELLED, payload)
