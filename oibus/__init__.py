@@ -64,7 +64,13 @@ from .sdk.adapters import (
     LoggedStream,
 )
 from .sdk.agents import Agent, AgentBase, AgentConfig, Worker, agent
-from .sdk.coordinator import Coordinator, IntentSpec, PortfolioSpec, coordinator
+from .sdk.coordinator import (
+    Coordinator,
+    CoordinatorBase,
+    IntentSpec,
+    PortfolioSpec,
+    coordinator,
+)
 from .sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
 from .sdk.handlers import (
     on_all_complete,
@@ -99,6 +105,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Coordinator",
+    "CoordinatorBase",
     "CostRecord",
     "CostSummary",
     "CostType",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -23,6 +24,7 @@ from .daemon.service import Daemon
 from .daemon.webhooks import list_dead_letters, replay_dead_letters
 from .demo import run_demo
 from .embedded import EmbeddedServer
+from .examples import incident_agents
 from .sdk import Client
 
 URL_FILE = "url"
@@ -152,7 +154,9 @@ def up(
 @click.option("--data-dir", default=".oibus", show_default=True, type=click.Path())
 @click.option("--namespace", default="demo", show_default=True)
 def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
-    """Create intents, patch state, append events, and print the event log.
+    """Create intents, patch state, append events, and print the event log; then run
+    the incident-response graph with four agents (examples/incident_agents.py), printing
+    its events as they happen.
 
     \b
     Example:
@@ -170,6 +174,8 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
             click.echo(f"started a temporary embedded server at {redis_url}")
         with Client(redis_url, agent_id="demo", namespace=namespace) as client:
             run_demo(client, click.echo)
+        click.echo("the incident-response graph, run by four agents (events as they happen):")
+        asyncio.run(incident_agents.run(redis_url, namespace, click.echo))
     except OpenIntentError as exc:
         _fail(str(exc))
     finally:

@@ -7,13 +7,16 @@ completes, and every step shows up in the log, in order, with its sequence numbe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import msgspec
 
+from .bus.consuming import Delivery
 from .bus.errors import ConflictError
 from .bus.models import Intent
 from .sdk import Client
+from .sdk._async.events import AsyncEventTail
 
 
 def _line(intent: Intent) -> str:
@@ -66,3 +69,28 @@ def run_demo(client: Client, echo: Callable[[str], None] = print) -> list[Intent
             f"{event.actor:<8} {payload}"
         )
     return [research, write]
+
+
+def event_line(delivery: Delivery) -> str:
+    """One event as the live demos print it: when, which intent, what, by whom."""
+    event = delivery.event
+    payload = msgspec.json.encode(event.payload).decode()
+    if len(payload) > 90:
+        payload = payload[:87] + "..."
+    return (
+        f"  {event.created_at:%H:%M:%S.%f}  {event.intent_id.rsplit('.', 1)[-1][:22]:<22} #{event.seq:<3} "
+        f"{event.event_type:<24} {event.actor:<18} {payload}"
+    )
+
+
+async def echo_events(
+    tail: AsyncEventTail, echo: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    """Print events as they happen (a best-effort live tail, pinned by the caller before
+    the work starts) until ``stop`` is set and what had arrived by then is printed."""
+    while True:
+        done = stop.is_set()
+        for delivery in await tail.read():
+            echo(event_line(delivery))
+        if done:
+            return

@@ -15,7 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.real
 
 
-@pytest.mark.parametrize("name", ["basic_usage.py", "async_agents.py", "incident_response.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "basic_usage.py",
+        "async_agents.py",
+        "incident_response.py",
+        "incident_agents.py",
+        "research_pipeline.py",
+    ],
+)
 def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
     env = {**os.environ, "OIBUS_REDIS_URL": embedded_url, "OIBUS_EXAMPLE_NAMESPACE": namespace}
     result = subprocess.run(
@@ -38,5 +47,22 @@ def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
         assert done[2:] == ["Implement Hotfix", "Deploy Fix"]
         assert "parent gated: 4 children still open" in lines
         assert lines[-1] == "parent completed"
+    elif name == "incident_agents.py":
+        lines = result.stdout.splitlines()
+        done = [line.split()[4] for line in lines if '"to":"completed"' in line]
+        # each agent's completion, in an order the graph allows, then the parent's
+        assert sorted(done[:2]) == ["communicate", "diagnose"] or done[:2] == [
+            "diagnose",
+            "hotfix",
+        ]
+        assert done.index("hotfix") > done.index("diagnose")
+        assert done.index("deploy") > done.index("hotfix")
+        assert done[-1] == "incident-commander"
+        assert lines[-1] == "parent: completed"
+        assert "Implement Hotfix: completed {'patch': 'raise the pool limit" in result.stdout
+    elif name == "research_pipeline.py":
+        lines = result.stdout.splitlines()
+        assert "portfolio_status_changed" in result.stdout
+        assert lines[-1].startswith("Agentic coordination brief is completed: Report.")
     else:
         assert "done = 20 after 20 writes" in result.stdout

@@ -363,17 +363,23 @@ class EventTail:
             self._buffer.extend(self.read())
         return self._buffer.popleft()
 
+    def pin(self) -> None:
+        """Start following from now (the first read does it otherwise): pins the last
+        entry of each stream, so nothing appended between reads is missed."""
+        keys = self.source.keys
+        tails = self.client._runner.commands(
+            [("XREVRANGE", k, "+", "-", "COUNT", 1) for k in keys]
+        )
+        self._ids = {k: (t[0][0] if t else "0-0") for k, t in zip(keys, tails, strict=True)}
+        self._started = True
+
     def read(self) -> list[Delivery]:
         """What arrived since the last read. One server: one XREAD over every stream,
         blocking. A cluster (a command may not span slots): each stream in turn, the
         block time shared out between them."""
         keys = self.source.keys
-        if not self._started:  # pin "now" per stream, so nothing between reads is missed
-            tails = self.client._runner.commands(
-                [("XREVRANGE", k, "+", "-", "COUNT", 1) for k in keys]
-            )
-            self._ids = {k: (t[0][0] if t else "0-0") for k, t in zip(keys, tails, strict=True)}
-            self._started = True
+        if not self._started:
+            self.pin()
         groups = [keys] if not self._split else [(k,) for k in keys]
         block = self.block_ms if not self._split else max(1, self.block_ms // len(keys))
         found: list[tuple[str, str, dict[str, str], int]] = []

@@ -1,0 +1,105 @@
+"""The seed README's incident response run by four agents: diagnose, communicate, hotfix
+and deploy each wait on their consumer group, start when the graph lets them (hotfix
+after the diagnosis, deploy after both), and the event log is printed as it happens.
+
+Nothing polls: an assignment, an unblocking or a completion reaches an agent as an event
+of its consumer group.
+
+    OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python examples/incident_agents.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+from oibus import AgentBase, AsyncClient, Intent, agent, on_assignment
+from oibus.demo import echo_events
+
+
+@agent("diagnose")
+class Diagnose(AgentBase):
+    @on_assignment
+    async def work(self, intent: Intent) -> dict[str, Any]:
+        await asyncio.sleep(0.05)  # look at dashboards, logs and traces
+        return {"root_cause": "connection pool exhausted in payments-db", "confidence": 0.9}
+
+
+@agent("communicate")
+class Communicate(AgentBase):
+    @on_assignment
+    async def work(self, intent: Intent) -> dict[str, Any]:
+        return {"status_page": "investigating", "customers_notified": 1200}
+
+
+@agent("hotfix")
+class Hotfix(AgentBase):
+    @on_assignment
+    async def work(self, intent: Intent) -> dict[str, Any]:
+        client = self.client
+        [diagnosis] = [await client.get_intent(i) for i in intent.depends_on]
+        return {"patch": f"raise the pool limit ({diagnosis.state['root_cause']})"}
+
+
+@agent("deploy")
+class Deploy(AgentBase):
+    @on_assignment
+    async def work(self, intent: Intent) -> dict[str, Any]:
+        await asyncio.sleep(0.05)  # canary, then everywhere
+        return {"deployed": True, "version": "2026.11.22-hotfix1"}
+
+
+async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> None:
+    agents = [Diagnose(), Communicate(), Hotfix(), Deploy()]
+    async with AsyncClient(url, agent_id="incident-commander", namespace=namespace) as client:
+        tail = client.tail(block_seconds=0.1)
+        await tail.pin()
+        stop = asyncio.Event()
+        printer = asyncio.ensure_future(echo_events(tail, echo, stop))
+        for a in agents:
+            await a.start(url, namespace=namespace)
+        watch = client.events("incident-commander", event_types="status_changed", block_seconds=0.5)
+        await watch.ensure_group()  # from now: the completions of this run
+        try:
+            parent = await client.create_intent("Resolve Production Outage", "API 500s")
+            diagnose = await client.create_child_intent(
+                parent.id, "Diagnose Root Cause", assign="diagnose"
+            )
+            await client.create_child_intent(
+                parent.id, "Customer Communication", assign="communicate"
+            )
+            hotfix = await client.create_child_intent(
+                parent.id, "Implement Hotfix", assign="hotfix", depends_on=[diagnose.id]
+            )
+            await client.create_child_intent(
+                parent.id, "Deploy Fix", assign="deploy", depends_on=[diagnose.id, hotfix.id]
+            )
+            open_children = 4
+            async for delivery in watch:  # the commander waits for events, not in a loop
+                payload = delivery.event.payload
+                if payload.get("to") == "completed" and delivery.event.intent_id != parent.id:
+                    open_children -= 1
+                    if open_children == 0:
+                        break
+            parent = await client.get_intent(parent.id)
+            await client.set_status(parent.id, parent.version, "completed", "all fixed")
+        finally:
+            await watch.aclose()
+            for a in agents:
+                await a.stop()
+            stop.set()
+            await printer
+        for child in await client.get_children(parent.id):
+            echo(f"{child.title}: {child.status} {child.state}")
+        echo(f"parent: {(await client.get_intent(parent.id)).status}")
+
+
+if __name__ == "__main__":
+    asyncio.run(
+        run(
+            os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples"),
+        )
+    )
