@@ -77,8 +77,9 @@ def event_line(delivery: Delivery) -> str:
     payload = msgspec.json.encode(event.payload).decode()
     if len(payload) > 90:
         payload = payload[:87] + "..."
+    short = event.intent_id.rsplit(".", 1)[-1][:22]  # a graph's ids share their group
     return (
-        f"  {event.created_at:%H:%M:%S.%f}  {event.intent_id.rsplit('.', 1)[-1][:22]:<22} #{event.seq:<3} "
+        f"  {event.created_at:%H:%M:%S.%f}  {short:<22} #{event.seq:<3} "
         f"{event.event_type:<24} {event.actor:<18} {payload}"
     )
 
