@@ -50,6 +50,7 @@ class Pointer(msgspec.Struct, frozen=True, kw_only=True):
     agents: tuple[str, ...] = ()
     portfolio: bool = False
     member_id: str | None = None
+    hint: str | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,7 +59,9 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     group has handed it out (more than 1 after a consumer died holding it), and the
     event id is the key to de-duplicate on. ``agents`` are the intent's assignees as of
     the event; ``portfolio_id`` is set for a portfolio's events (then ``member_id`` names
-    the member intent an event is about, when it is about one)."""
+    the member intent an event is about, when it is about one). ``hint`` is what the bus
+    entry says without the payload: the agent an ``agent_assigned`` names, or
+    ``"<from>><to>"`` of a ``status_changed``."""
 
     event: Event
     stream: str
@@ -67,6 +70,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     agents: tuple[str, ...] = ()
     portfolio_id: str | None = None
     member_id: str | None = None
+    hint: str | None = None
 
 
 def check_name(value: object, field: str) -> str:
@@ -118,6 +122,26 @@ def check_types(event_types: Iterable[str] | str | None) -> frozenset[str] | Non
     return wanted
 
 
+def wanted(
+    fields: Mapping[str, str], types: frozenset[str] | None, assigned_to: str | None
+) -> bool:
+    """Whether a consumer keeps an entry, judged on the entry alone (before any event is
+    fetched): its type, and for ``assigned_to`` whether the intent is assigned to that
+    agent (bus pointers carry the assignees; a portfolio's events pass, and so does an
+    entry of a log, which has no assignees to judge by)."""
+    if not fields or (types is not None and fields.get("t") not in types):
+        return False
+    if assigned_to is None or "i" not in fields or fields.get("k") == "portfolio":
+        return True
+    raw = fields.get("g")
+    if not raw:
+        return False
+    try:
+        return assigned_to in _decoder.decode(raw)
+    except msgspec.DecodeError:
+        return False
+
+
 def parse_pointer(fields: Mapping[str, str]) -> Pointer | None:
     """None for an entry that is not a pointer (written around the scripts)."""
     intent_id, event_id = fields.get("i"), fields.get("e")
@@ -140,6 +164,7 @@ def parse_pointer(fields: Mapping[str, str]) -> Pointer | None:
         agents=agents,
         portfolio=fields.get("k") == "portfolio",
         member_id=fields.get("m") or None,
+        hint=fields.get("x"),
     )
 
 

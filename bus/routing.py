@@ -65,21 +65,33 @@ class Work(msgspec.Struct, frozen=True, kw_only=True):
     last_error: dict[str, Any] | None = None
 
 
+def move_of(payload: Mapping[str, Any], hint: str | None) -> tuple[Any, Any]:
+    """A status_changed's (from, to): from its payload, or from the bus entry's hint when
+    the payload was not fetched."""
+    if "to" in payload:
+        return payload.get("from"), payload.get("to")
+    if hint and ">" in hint:
+        start, _, end = hint.partition(">")
+        return start, end
+    return None, None
+
+
 def work_for(
     me: str,
     event_type: str,
     payload: Mapping[str, Any],
     agents: Sequence[str],
     portfolio_id: str | None,
+    hint: str | None = None,
 ) -> Work | None:
     if portfolio_id is not None:
         return None
     if event_type == "agent_assigned":
-        return Work(reason="assigned") if payload.get("agent_id") == me else None
+        return Work(reason="assigned") if payload.get("agent_id", hint) == me else None
     if me not in agents:
         return None
     if event_type == "status_changed":
-        if payload.get("from") == "blocked" and payload.get("to") == "active":
+        if move_of(payload, hint) == ("blocked", "active"):
             return Work(reason="unblocked")
         return None
     if event_type == "retry_dispatched":
@@ -111,6 +123,7 @@ def observers(
     payload: Mapping[str, Any],
     agents: Sequence[str],
     portfolio_id: str | None,
+    hint: str | None = None,
 ) -> list[int]:
     """Indexes into ``specs`` of the non-work handlers this event calls."""
     if portfolio_id is not None:
@@ -126,7 +139,7 @@ def observers(
         elif kind == "status_change":
             hit = event_type == "status_changed"
         elif kind == "complete":
-            hit = event_type == "status_changed" and payload.get("to") == "completed"
+            hit = event_type == "status_changed" and move_of(payload, hint)[1] == "completed"
         elif kind == "state_change":
             hit = event_type == "state_patched" and (
                 spec.keys is None or bool(changed_keys(payload) & set(spec.keys))
@@ -140,3 +153,37 @@ def observers(
         if hit:
             hits.append(n)
     return hits
+
+
+WORK_TYPES = frozenset({"agent_assigned", "status_changed", "retry_dispatched"})
+
+
+def payload_types(specs: Sequence[HandlerSpec], works: bool) -> frozenset[str]:
+    """The event types whose payloads the handlers need (the rest are routed on the bus
+    entry's hint): a handler that is given the event gets it whole."""
+    types: set[str] = {"retry_dispatched"} if works else set()
+    for spec in specs:
+        if spec.kind == "complete":
+            continue  # routed on the hint; its handler reads the intent
+        types |= relevant_types([spec], False)
+    return frozenset(types)
+
+
+def relevant_types(specs: Sequence[HandlerSpec], works: bool) -> frozenset[str]:
+    """Every event type that can call one of these handlers: an agent's consumer skips the
+    rest on the bus entry alone, without fetching the event."""
+    types: set[str] = set(WORK_TYPES) if works else set()
+    for spec in specs:
+        if spec.kind in ("complete", "status_change"):
+            types.add("status_changed")
+        elif spec.kind == "state_change":
+            types.add("state_patched")
+        elif spec.kind == "event" and spec.event_type is not None:
+            types.add(spec.event_type)
+        elif spec.kind == "lease_expired":
+            types.add("lease_expired")
+        elif spec.kind == "lease_available":
+            types |= LEASE_ENDED
+        elif spec.kind == "all_complete":
+            types.add("portfolio_status_changed")
+    return frozenset(types)

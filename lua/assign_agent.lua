@@ -60,5 +60,5 @@ local at = now_us()
 local version = tonumber(cur[1]) + 1
 rcall("HSET", ik, "agents", cjson.encode(agents), "version", version, "updated_at", iso_time(at))
 emit(ik, ek, bk, id, "agent_assigned", actor,
-  '{"agent_id":' .. cjson.encode(agent) .. ',"version":' .. version .. "}", at)
+  '{"agent_id":' .. cjson.encode(agent) .. ',"version":' .. version .. "}", at, agent)
 return snapshot(ik, sk)

@@ -274,7 +274,7 @@ payload[#payload + 1] = "}"
 emit(ik, ek, G.bk, id, "intent_created", actor, table.concat(payload), at)
 if assign ~= nil then
   emit(ik, ek, G.bk, id, "agent_assigned", actor,
-    '{"agent_id":' .. cjson.encode(assign) .. ',"version":1}', at)
+    '{"agent_id":' .. cjson.encode(assign) .. ',"version":1}', at, assign)
 end
 
 return {1, snapshot(ik, sk)}

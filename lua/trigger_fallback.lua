@@ -56,5 +56,5 @@ emit(ik, ek, bk, id, "fallback_triggered", actor, '{"fallback_agent_id":' .. age
   .. ',"previous_agents":' .. (f[2] or "[]") .. ',"failed_attempts":' .. p[1]
   .. ',"version":' .. version .. "}", at)
 emit(ik, ek, bk, id, "agent_assigned", actor, '{"agent_id":' .. agent_json .. ',"version":'
-  .. version .. ',"reason":"fallback"}', at)
+  .. version .. ',"reason":"fallback"}', at, p[2])
 return {1, p[2]}

@@ -20,7 +20,9 @@ that take it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
@@ -121,7 +123,23 @@ def discover(obj: object) -> list[tuple[Callable[..., Any], HandlerSpec]]:
 
 
 def arity(func: Callable[..., Any]) -> int:
-    """How many positional arguments a handler takes (``*args``: all of them)."""
+    """How many positional arguments a handler takes (``*args``: all of them); computed
+    once per function (handlers are called per event)."""
+    target = getattr(func, "__func__", func)
+    try:
+        return _arities[target]
+    except (KeyError, TypeError):
+        pass
+    n = _arity(func)
+    with contextlib.suppress(TypeError):
+        _arities[target] = n
+    return n
+
+
+_arities: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _arity(func: Callable[..., Any]) -> int:
     params = inspect.signature(func).parameters.values()
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 99

@@ -1,4 +1,4 @@
--- emit(ik, ek, bk, id, etype, actor, payload, at): append one event.
+-- emit(ik, ek, bk, id, etype, actor, payload, at, hint): append one event.
 -- Writes the event to the intent's stream (ek) with the next per-intent sequence number
 -- (HINCRBY on the intent hash: gapless because the whole script is atomic) and a
 -- pointer entry to the partition bus (bk) that the daemon and agents consume through
@@ -6,17 +6,24 @@
 -- The pointer carries the intent's assignees (field g, their JSON list, as of this
 -- event) when it has any: an agent's consumer group can then pick the events of its own
 -- intents out of the bus without a read per entry (docs/agents.md).
+-- hint (optional) goes into the pointer as field x: the one fact a consumer routes on
+-- without fetching the payload (the agent an agent_assigned names, "<from>><to>" of a
+-- status_changed).
 -- Returns the event's stream id and its sequence number.
-local function emit(ik, ek, bk, id, etype, actor, payload, at)
+local function emit(ik, ek, bk, id, etype, actor, payload, at, hint)
   local seq = redis.call("HINCRBY", ik, "seq", 1)
   local eid = redis.call("XADD", ek, "*", "s", seq, "t", etype, "a", actor,
     "p", payload, "at", int(at))
+  local pointer = {"i", id, "e", eid, "s", seq, "t", etype, "a", actor}
   local agents = redis.call("HGET", ik, "agents")
   if agents and agents ~= "[]" then
-    redis.call("XADD", bk, "*", "i", id, "e", eid, "s", seq, "t", etype, "a", actor,
-      "g", agents)
-  else
-    redis.call("XADD", bk, "*", "i", id, "e", eid, "s", seq, "t", etype, "a", actor)
+    pointer[#pointer + 1] = "g"
+    pointer[#pointer + 1] = agents
   end
+  if hint then
+    pointer[#pointer + 1] = "x"
+    pointer[#pointer + 1] = hint
+  end
+  redis.call("XADD", bk, "*", unpack(pointer))
   return eid, seq
 end

@@ -284,7 +284,8 @@ local function apply_move(G, m, keys, actor, at)
   end
   local payload = '{"from":"' .. m.from .. '","to":"' .. m.to .. '","version":' .. version
   if m.reason ~= "" then payload = payload .. ',"reason":' .. cjson.encode(m.reason) end
-  emit(keys.ik, keys.ek, G.bk, m.id, "status_changed", actor, payload .. "}", at)
+  emit(keys.ik, keys.ek, G.bk, m.id, "status_changed", actor, payload .. "}", at,
+    m.from .. ">" .. m.to)
   return "[" .. cjson.encode(m.id) .. ',"' .. m.to .. '",' .. version .. "," .. (f[4] or "[]") .. "]"
 end
 

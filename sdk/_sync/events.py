@@ -37,6 +37,7 @@ from ...bus.consuming import (
     parse_pointer,
     plan_source,
     start_id,
+    wanted,
 )
 from ...bus.errors import ValidationError
 from ..fanin import Beat, FanIn, entries_of, is_cluster
@@ -60,18 +61,19 @@ class EventStream:
         consumer: str,
         *,
         event_types: frozenset[str] | None,
+        assigned_to: str | None,
         start: str,
         count: int,
         block_ms: int,
         auto_ack: bool,
         heartbeat_ttl: float,
         max_deliveries: int,
-        payloads: bool,
+        payloads: bool | frozenset[str],
     ) -> None:
         self.client = client
         self.redis: Any = client.redis  # redis-py's stream helpers parse their replies
         self.source, self.group, self.consumer = source, group, consumer
-        self.event_types, self.start = event_types, start
+        self.event_types, self.assigned_to, self.start = event_types, assigned_to, start
         self.count, self.block_ms, self.auto_ack = count, block_ms, auto_ack
         self.heartbeat_ttl, self.max_deliveries, self.payloads = (
             heartbeat_ttl,
@@ -253,9 +255,7 @@ class EventStream:
         keep: list[tuple[str, str, dict[str, str], int]] = []
         for key, entry_id, fields, deliveries in entries:
             self._held.add((key, entry_id))
-            if not fields or (
-                self.event_types is not None and fields.get("t") not in self.event_types
-            ):
+            if not wanted(fields, self.event_types, self.assigned_to):
                 self._acks.setdefault(key, []).append(entry_id)
             elif deliveries > self.max_deliveries:
                 self.client._runner.command(
@@ -280,7 +280,7 @@ def join_events(
     client: ClientBase,
     source: Source,
     entries: list[tuple[str, str, dict[str, str], int]],
-    payloads: bool,
+    payloads: bool | frozenset[str],
 ) -> tuple[list[tuple[str, str]], list[Delivery]]:
     """Entries of ``source`` as deliveries: log entries are events already; bus pointers
     are joined with their events in one pipelined round trip. Returns the entries that
@@ -306,12 +306,22 @@ def join_events(
         else:
             pointers.append((key, entry_id, pointer, deliveries))
     ks = client.keyspace
-    if payloads and pointers:
-        replies = client._runner.commands(
-            [("XRANGE", log_key(ks, p), p.event_id, p.event_id) for _, _, p, _ in pointers]
+    fetch = [
+        payloads is True or (isinstance(payloads, frozenset) and p.event_type in payloads)
+        for _, _, p, _ in pointers
+    ]
+    fetched = iter(
+        client._runner.commands(
+            [
+                ("XRANGE", log_key(ks, p), p.event_id, p.event_id)
+                for (_, _, p, _), f in zip(pointers, fetch, strict=True)
+                if f
+            ]
         )
-    else:
-        replies = [None] * len(pointers)
+        if any(fetch)
+        else []
+    )
+    replies = [next(fetched) if f else None for f in fetch]
     out = []
     for (key, entry_id, pointer, deliveries), reply in zip(pointers, replies, strict=True):
         fields = dict(reply[0][1]) if reply else {}
@@ -326,6 +336,7 @@ def join_events(
                 agents=pointer.agents,
                 portfolio_id=pointer.intent_id if pointer.portfolio else None,
                 member_id=pointer.member_id,
+                hint=pointer.hint,
             )
         )
     return bad, out
@@ -404,13 +415,14 @@ class EventsMixin(ClientBase):
         intent_id: str | None = None,
         portfolio_id: str | None = None,
         event_types: Iterable[str] | str | None = None,
+        assigned_to: str | None = None,
         start: str = START_NEW,
         count: int = 500,
         block_seconds: float = 5.0,
         auto_ack: bool = True,
         heartbeat_ttl: float = 10.0,
         max_deliveries: int = 5,
-        payloads: bool = True,
+        payloads: bool | Iterable[str] = True,
     ) -> EventStream:
         """Consume events as a member of consumer group ``group``: consumers of one group
         share the events (each goes to one of them), separate groups each get all.
@@ -419,7 +431,10 @@ class EventsMixin(ClientBase):
         every event of the namespace (neither: the partition buses). ``start`` applies
         when the group is created: ``"new"`` (events from now), ``"start"`` (all the
         streams still hold) or an entry id; an existing group resumes where it left off.
-        ``payloads=False`` skips fetching bus events' payloads (type, actor and ids only).
+        ``event_types`` and ``assigned_to`` (events of intents assigned to that agent, and
+        portfolio events) filter on the bus entry, before any event is fetched;
+        ``payloads=False`` skips fetching bus events' payloads (type, actor and ids only),
+        a collection of event types fetches only those types' payloads.
         See the module for delivery, take-over and dead letters."""
         check_name(group, "group")
         if consumer is None:
@@ -442,13 +457,14 @@ class EventsMixin(ClientBase):
             group,
             consumer,
             event_types=check_types(event_types),
+            assigned_to=None if assigned_to is None else check_name(assigned_to, "assigned_to"),
             start=start,
             count=count,
             block_ms=max(1, int(block_seconds * 1000)),
             auto_ack=auto_ack,
             heartbeat_ttl=heartbeat_ttl,
             max_deliveries=max_deliveries,
-            payloads=payloads,
+            payloads=payloads if isinstance(payloads, bool) else frozenset(payloads),
         )
 
     def tail(
