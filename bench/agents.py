@@ -337,7 +337,8 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
         xs = d[key]
         if not xs:
             return f"| {label} | not installed | | |"
-        return f"| {label} | {med(xs):,.0f} | {min(xs):,.0f} to {max(xs):,.0f} | {med(xs) / raw:.2f} |"
+        spread = f"{min(xs):,.0f} to {max(xs):,.0f}"
+        return f"| {label} | {med(xs):,.0f} | {spread} | {med(xs) / raw:.2f} |"
 
     la, lr = m["lat_agent"], m["lat_raw"]
     bull = med(d["bullmq"]) if d["bullmq"] else None
