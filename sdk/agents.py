@@ -118,6 +118,7 @@ class _Runtime:
         self.slot_freed = asyncio.Event()
         self.stopped = asyncio.Event()
         self.stopping = False
+        self.flusher: asyncio.Task[None] | None = None
         self.waiting: deque[tuple[Delivery, tuple[Work | None, list[int]]]] = deque()
         handlers = discover(owner)
         self.work = [h for h, s in handlers if s.kind == "assignment"]
@@ -327,7 +328,22 @@ class AgentBase:
             _log.exception(
                 "agent %s: handling %s failed: %s", self.agent_id, d.event.event_type, exc
             )
-        await stream.ack(d)
+        self._ack(stream, d)
+
+    def _ack(self, stream: AsyncEventStream, d: Delivery) -> None:
+        """Acknowledge soon, together with whatever else finishes in the same turn of the
+        event loop: one XACK per batch instead of one per event. A crash before the flush
+        hands the event out again, which the checks at the start of work make harmless."""
+        stream.ack_later(d)
+        rt = self._rt
+        if rt.flusher is None or rt.flusher.done():
+            rt.flusher = asyncio.ensure_future(self._flush(stream))
+
+    async def _flush(self, stream: AsyncEventStream) -> None:
+        try:
+            await stream.flush_acks()
+        except Exception as exc:  # the acks stay queued for the next read to send
+            _log.warning("agent %s: acknowledging failed: %s", self.agent_id, exc)
 
     # -- observers --------------------------------------------------------------------------
     async def _observe(self, d: Delivery, handler: Callable[..., Any], spec: HandlerSpec) -> None:

@@ -179,8 +179,12 @@ class EventStream:
         self._flush_acks()
 
     def ack_later(self, delivery: Delivery) -> None:
-        """Acknowledge with the next read (one XACK for a batch)."""
+        """Acknowledge with the next read or ``flush_acks`` (one XACK for a batch)."""
         self._queue_ack(delivery)
+
+    def flush_acks(self) -> None:
+        """Send the acknowledgements queued by ``ack_later``."""
+        self._flush_acks()
 
     # -- internals ----------------------------------------------------------------------
     def _queue_ack(self, delivery: Delivery) -> None:
@@ -190,9 +194,14 @@ class EventStream:
         if not self._acks:
             return
         batch, self._acks = self._acks, {}
-        self.client._runner.commands(
-            [("XACK", key, self.group, *ids) for key, ids in batch.items()]
-        )
+        try:
+            self.client._runner.commands(
+                [("XACK", key, self.group, *ids) for key, ids in batch.items()]
+            )
+        except BaseException:  # keep them for the next flush
+            for key, ids in batch.items():
+                self._acks.setdefault(key, []).extend(ids)
+            raise
         for key, ids in batch.items():
             self._held.difference_update((key, i) for i in ids)
 
