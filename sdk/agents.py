@@ -227,16 +227,15 @@ class AgentBase:
             await asyncio.wait_for(asyncio.shield(rt.reader), self.config.block_seconds + 5)
         except (TimeoutError, asyncio.CancelledError):
             rt.reader.cancel()
-        with suppress(BaseException):
-            await rt.reader
+            await asyncio.wait([rt.reader], timeout=5)
         rt.reader = None
         if self._rt.tasks:
             wait = self.config.drain_timeout if drain_timeout is None else drain_timeout
             _, late = await asyncio.wait(set(self._rt.tasks), timeout=wait)
             for task in late:
                 task.cancel()
-            if late:
-                await asyncio.wait(late)
+            if late:  # bounded: a command cancelled mid-read may never finish
+                await asyncio.wait(late, timeout=5)
         if self._rt.stream is not None:
             await self._rt.stream.aclose()
             self._rt.stream = None

@@ -53,6 +53,7 @@ class AsyncFanIn:
     def __init__(self, redis: Any, group: str, consumer: str, keys: tuple[str, ...]) -> None:
         self.redis, self.group, self.consumer, self.keys = redis, group, consumer, keys
         self.split = is_cluster(redis) and len(keys) > 1
+        self.block_ms = 0
         self._reads: dict[str, asyncio.Task[list[Entry]]] = {}
 
     async def _read(self, keys: tuple[str, ...], count: int, block_ms: int) -> list[Entry]:
@@ -65,6 +66,7 @@ class AsyncFanIn:
         """New entries of any stream, waiting up to ``block_ms`` for the first."""
         if not self.split:
             return await self._read(self.keys, count, block_ms)
+        self.block_ms = max(self.block_ms, block_ms)
         for key in self.keys:
             if key not in self._reads:
                 self._reads[key] = asyncio.ensure_future(self._read((key,), count, block_ms))
@@ -72,14 +74,16 @@ class AsyncFanIn:
         return _collect(self._reads)
 
     async def aclose(self) -> None:
-        """Entries a cancelled read had already taken stay pending to this consumer: the
-        next consumer of the group takes them over once its heartbeat is gone."""
-        for task in self._reads.values():
-            task.cancel()
-        for task in self._reads.values():
-            with suppress(BaseException):
-                await task
+        """Reads in flight end by their block timeout: wait for them rather than cancel
+        them (a redis-py command cancelled mid-read can leave its connection stuck).
+        Entries they took stay pending to this consumer, and the next consumer of the
+        group takes them over once its heartbeat is gone."""
+        reads = list(self._reads.values())
         self._reads.clear()
+        if reads:
+            _, late = await asyncio.wait(reads, timeout=self.block_ms / 1000 + 5)
+            for task in late:  # the server did not answer: give up on them
+                task.cancel()
 
 
 class FanIn:
@@ -137,17 +141,22 @@ class AsyncBeat:
     def __init__(self, redis: Any, key: str, ttl: float, value: str) -> None:
         self.redis, self.key, self.ttl, self.value = redis, key, ttl, value
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def beat(self) -> None:
         await self.redis.set(self.key, self.value, px=int(self.ttl * 1000))
 
     async def start(self) -> None:
         await self.beat()
+        self._stop = asyncio.Event()
         self._task = asyncio.ensure_future(self._loop())
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.ttl / 3)
+            if self._stop.is_set():
+                return
             try:
                 await self.beat()
             except Exception as exc:  # keep beating: the next one may reach the server
@@ -155,11 +164,13 @@ class AsyncBeat:
 
     async def stop(self) -> None:
         """A clean stop deletes the key, so whatever this consumer still holds is taken
-        over by the others at once instead of after the TTL."""
+        over by the others at once instead of after the TTL. The loop is told to end,
+        not cancelled (a command cancelled mid-read can leave its connection stuck)."""
         if self._task is not None:
-            self._task.cancel()
-            with suppress(BaseException):
-                await self._task
+            self._stop.set()
+            _, late = await asyncio.wait([self._task], timeout=self.ttl + 5)
+            for task in late:
+                task.cancel()
             self._task = None
             with suppress(Exception):
                 await self.redis.delete(self.key)

@@ -1,5 +1,5 @@
 """The benchmark harnesses still run (every figure for a moment). They judge no numbers:
-performance is read from bench/RESULTS.md and bench/GRAPHS.md, never asserted in tests."""
+performance is read from the reports in bench/, never asserted in tests."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
         ),
         ("bench.graphs", ["completion that unblocked a dependent", "get_intent_graph"]),
         ("bench.webhooks", ["oibus deliveries/s", "raw httpx POST/s"]),
+        (
+            "bench.agents",
+            ["raw redis-py XREADGROUP", "@agent with an empty @on_event handler", "p50 µs"],
+        ),
     ],
 )
 def test_benchmark_smoke(module: str, expected: list[str]) -> None:
