@@ -215,3 +215,18 @@ async def _die(stream: object) -> None:
     beat = stream._beat  # type: ignore[attr-defined]
     beat._task.cancel()
     beat._task = None
+
+
+def test_sync_tail_pins_now_and_follows(client: Client) -> None:
+    intent = client.create_intent("tailed")
+    client.log_event(intent.id, "before", {})
+    tail = client.subscribe_sse(intent_id=intent.id, block_seconds=0.1)
+    tail.pin()
+    client.log_event(intent.id, "after", {"n": 1})
+    got = []
+    for _ in range(20):
+        got += tail.read()
+        if got:
+            break
+    assert [d.event.event_type for d in got] == ["after"]
+    assert got[0].event.payload == {"n": 1}
