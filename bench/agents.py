@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 import oibus
@@ -324,7 +325,8 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
     placement = place(server_pid)
-    server = server_version(__import__("redis").Redis.from_url(url))
+    with redis.Redis.from_url(url) as conn:
+        server = server_version(conn)
     m = asyncio.run(measure(args, url))
     d = m["drain"]
 

@@ -33,17 +33,6 @@ HandlerKind = Literal[
     "lease_expired",
     "all_complete",
 ]
-HANDLER_KINDS: tuple[HandlerKind, ...] = (
-    "assignment",
-    "retry",
-    "complete",
-    "state_change",
-    "status_change",
-    "event",
-    "lease_available",
-    "lease_expired",
-    "all_complete",
-)
 LEASE_ENDED = frozenset({"lease_released", "lease_expired", "lease_revoked"})
 
 

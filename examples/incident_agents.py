@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oibus import AgentBase, AsyncClient, Intent, agent, on_assignment
-from oibus.demo import echo_events
+from oibus.demo import live_events
 
 
 @agent("diagnose")
@@ -54,43 +54,40 @@ class Deploy(AgentBase):
 async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> None:
     agents = [Diagnose(), Communicate(), Hotfix(), Deploy()]
     async with AsyncClient(url, agent_id="incident-commander", namespace=namespace) as client:
-        tail = client.tail(block_seconds=0.1)
-        await tail.pin()
-        stop = asyncio.Event()
-        printer = asyncio.ensure_future(echo_events(tail, echo, stop))
-        for a in agents:
-            await a.start(url, namespace=namespace)
-        watch = client.events("incident-commander", event_types="status_changed", block_seconds=0.5)
-        await watch.ensure_group()  # from now: the completions of this run
-        try:
-            parent = await client.create_intent("Resolve Production Outage", "API 500s")
-            diagnose = await client.create_child_intent(
-                parent.id, "Diagnose Root Cause", assign="diagnose"
-            )
-            await client.create_child_intent(
-                parent.id, "Customer Communication", assign="communicate"
-            )
-            hotfix = await client.create_child_intent(
-                parent.id, "Implement Hotfix", assign="hotfix", depends_on=[diagnose.id]
-            )
-            await client.create_child_intent(
-                parent.id, "Deploy Fix", assign="deploy", depends_on=[diagnose.id, hotfix.id]
-            )
-            open_children = 4
-            async for delivery in watch:  # the commander waits for events, not in a loop
-                payload = delivery.event.payload
-                if payload.get("to") == "completed" and delivery.event.intent_id != parent.id:
-                    open_children -= 1
-                    if open_children == 0:
-                        break
-            parent = await client.get_intent(parent.id)
-            await client.set_status(parent.id, parent.version, "completed", "all fixed")
-        finally:
-            await watch.aclose()
+        async with live_events(client, echo):
             for a in agents:
-                await a.stop()
-            stop.set()
-            await printer
+                await a.start(url, namespace=namespace)
+            watch = client.events(
+                "incident-commander", event_types="status_changed", block_seconds=0.5
+            )
+            await watch.ensure_group()  # from now: the completions of this run
+            try:
+                parent = await client.create_intent("Resolve Production Outage", "API 500s")
+                diagnose = await client.create_child_intent(
+                    parent.id, "Diagnose Root Cause", assign="diagnose"
+                )
+                await client.create_child_intent(
+                    parent.id, "Customer Communication", assign="communicate"
+                )
+                hotfix = await client.create_child_intent(
+                    parent.id, "Implement Hotfix", assign="hotfix", depends_on=[diagnose.id]
+                )
+                await client.create_child_intent(
+                    parent.id, "Deploy Fix", assign="deploy", depends_on=[diagnose.id, hotfix.id]
+                )
+                open_children = 4
+                async for delivery in watch:  # the commander waits for events, not in a loop
+                    payload = delivery.event.payload
+                    if payload.get("to") == "completed" and delivery.event.intent_id != parent.id:
+                        open_children -= 1
+                        if open_children == 0:
+                            break
+                parent = await client.get_intent(parent.id)
+                await client.set_status(parent.id, parent.version, "completed", "all fixed")
+            finally:
+                await watch.aclose()
+                for a in agents:
+                    await a.stop()
         for child in await client.get_children(parent.id):
             echo(f"{child.title}: {child.status} {child.state}")
         echo(f"parent: {(await client.get_intent(parent.id)).status}")

@@ -26,7 +26,7 @@ from oibus import (
     on_all_complete,
     on_assignment,
 )
-from oibus.demo import echo_events
+from oibus.demo import live_events
 
 
 @agent("researcher")
@@ -63,11 +63,10 @@ class Editor(CoordinatorBase):
 async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> None:
     editor, researcher, writer = Editor(), Researcher(), Writer()
     editor.done = asyncio.Event()
-    async with AsyncClient(url, agent_id="pipeline", namespace=namespace) as client:
-        tail = client.tail(block_seconds=0.1)
-        await tail.pin()
-        stop = asyncio.Event()
-        printer = asyncio.ensure_future(echo_events(tail, echo, stop))
+    async with (
+        AsyncClient(url, agent_id="pipeline", namespace=namespace) as client,
+        live_events(client, echo),
+    ):
         for a in (editor, researcher, writer):
             await a.start(url, namespace=namespace)
         try:
@@ -88,8 +87,6 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
         finally:
             for a in (editor, researcher, writer):
                 await a.stop()
-            stop.set()
-            await printer
     echo(editor.summary)
 
 

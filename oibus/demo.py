@@ -8,15 +8,15 @@ completes, and every step shows up in the log, in order, with its sequence numbe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import msgspec
 
 from .bus.consuming import Delivery
 from .bus.errors import ConflictError
 from .bus.models import Intent
-from .sdk import Client
-from .sdk._async.events import AsyncEventTail
+from .sdk import AsyncClient, Client
 
 
 def _line(intent: Intent) -> str:
@@ -84,14 +84,25 @@ def event_line(delivery: Delivery) -> str:
     )
 
 
-async def echo_events(
-    tail: AsyncEventTail, echo: Callable[[str], None], stop: asyncio.Event
-) -> None:
-    """Print events as they happen (a best-effort live tail, pinned by the caller before
-    the work starts) until ``stop`` is set and what had arrived by then is printed."""
-    while True:
-        done = stop.is_set()
-        for delivery in await tail.read():
-            echo(event_line(delivery))
-        if done:
-            return
+@asynccontextmanager
+async def live_events(client: AsyncClient, echo: Callable[[str], None]) -> AsyncIterator[None]:
+    """Print the namespace's events as they happen while the block runs (a best-effort
+    tail pinned before the block starts), and what had arrived by its end."""
+    tail = client.tail(block_seconds=0.1)
+    await tail.pin()
+    stop = asyncio.Event()
+
+    async def follow() -> None:
+        while True:
+            done = stop.is_set()
+            for delivery in await tail.read():
+                echo(event_line(delivery))
+            if done:
+                return
+
+    printer = asyncio.ensure_future(follow())
+    try:
+        yield
+    finally:
+        stop.set()
+        await printer

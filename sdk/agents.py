@@ -319,8 +319,9 @@ class AgentBase:
         try:
             if work is not None:
                 await self._run_work(d, work)
+            subject: list[Any] = []  # the intent (or portfolio), read once for all observers
             for n in hits:
-                await self._observe(d, *self._rt.observers[n])
+                await self._observe(d, *self._rt.observers[n], subject)
         except asyncio.CancelledError:
             raise  # stopping: not acknowledged, so the event goes back to the group
         except Exception as exc:  # a handler's failure must not stop the agent
@@ -345,21 +346,21 @@ class AgentBase:
             _log.warning("agent %s: acknowledging failed: %s", self.agent_id, exc)
 
     # -- observers --------------------------------------------------------------------------
-    async def _observe(self, d: Delivery, handler: Callable[..., Any], spec: HandlerSpec) -> None:
+    async def _observe(
+        self, d: Delivery, handler: Callable[..., Any], spec: HandlerSpec, subject: list[Any]
+    ) -> None:
         n = arity(handler)
         event = d.event
-        if spec.kind == "all_complete":
-            portfolio = await self.client.get_portfolio(event.intent_id)
-            if portfolio.created_by != self.agent_id:
-                return
-            await call(handler, [portfolio, event][: max(n, 1)])
-            return
         if spec.kind == "event" and n == 1:
             await call(handler, [event])
             return
-        intent = await self.client.get_intent(event.intent_id)
+        if not subject:  # a portfolio's event calls only all_complete handlers
+            read = self.client.get_portfolio if d.portfolio_id else self.client.get_intent
+            subject.append(await read(event.intent_id))
+        if spec.kind == "all_complete" and subject[0].created_by != self.agent_id:
+            return
         second: Any = spec.scope if spec.kind == "lease_available" else event
-        await call(handler, [intent, second][: max(n, 1)])
+        await call(handler, [subject[0], second][: max(n, 1)])
 
     # -- work -------------------------------------------------------------------------------
     async def _run_work(self, d: Delivery, work: Work) -> None:

@@ -181,3 +181,16 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def bus(embedded_url: str, namespace: str) -> Iterator[Client]:
+    """A sync client on the embedded engine, for the process tests (their children
+    connect by URL); its namespace's keys are deleted afterwards."""
+    client = Client(embedded_url, agent_id="tester", namespace=namespace)
+    yield client
+    raw = redis.Redis.from_url(embedded_url)
+    for key in [*raw.scan_iter(f"{{{namespace}:*"), *raw.scan_iter(f"{{{namespace}}}*")]:
+        raw.delete(key)
+    raw.close()
+    client.close()

@@ -3,6 +3,7 @@ folder on sys.path)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from oibus import Client
@@ -30,3 +31,13 @@ def create_call(ops: Ops, intent_id: str, **options: Any) -> Call:
     }
     spec.update(options)
     return ops.create_intent(intent_id, **spec)
+
+
+def wait_until(predicate: object, within: float) -> bool:
+    """Poll ``predicate`` until it is true or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False

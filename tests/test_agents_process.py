@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from helpers import wait_until
 
 from oibus import Client
 
@@ -20,31 +19,11 @@ pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.timeout(120)]
 REPLICA = str(Path(__file__).with_name("agent_replica.py"))
 
 
-@pytest.fixture
-def bus(embedded_url: str, namespace: str) -> Iterator[Client]:
-    client = Client(embedded_url, agent_id="tester", namespace=namespace)
-    yield client
-    raw = redis.Redis.from_url(embedded_url)
-    for key in [*raw.scan_iter(f"{{{namespace}:*"), *raw.scan_iter(f"{{{namespace}}}*")]:
-        raw.delete(key)
-    raw.close()
-    client.close()
-
-
 def _replica(url: str, namespace: str, name: str, hold: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, REPLICA, url, namespace, name, str(hold)],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-
-
-def _wait(predicate: object, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _started_by(client: Client, intent_id: str) -> list[str]:
@@ -62,7 +41,7 @@ def test_a_replica_dying_mid_handler_hands_the_work_to_another(
     try:
         intent = bus.create_intent("one job")
         bus.assign_agent(intent.id, "worker")
-        assert _wait(lambda: _started_by(bus, intent.id) == ["A"], 30)
+        assert wait_until(lambda: _started_by(bus, intent.id) == ["A"], 30)
         heir = _replica(embedded_url, ns, "B", 0)
         time.sleep(0.5)  # B is up and reading; A still holds the event
         if how == "kill -9":
@@ -71,7 +50,7 @@ def test_a_replica_dying_mid_handler_hands_the_work_to_another(
         else:
             doomed.send_signal(signal.SIGTERM)
             assert doomed.wait(10) == 0  # handler cancelled, the event handed back
-        assert _wait(lambda: bus.get_intent(intent.id).status == "completed", 30)
+        assert wait_until(lambda: bus.get_intent(intent.id).status == "completed", 30)
         assert bus.get_intent(intent.id).state == {"by": "B"}
         assert _started_by(bus, intent.id) == ["A", "B"]
         completions = [
@@ -88,7 +67,7 @@ def test_a_replica_dying_mid_handler_hands_the_work_to_another(
             info = bus.redis.xinfo_groups(bus.keyspace.bus(bus.keyspace.partition(intent.id)))
             return [g["pending"] for g in info if g["name"] == "agent:worker"] == [0]
 
-        assert mine and _wait(settled, 10)
+        assert mine and wait_until(settled, 10)
     finally:
         for proc in (doomed, heir):
             if proc is not None and proc.poll() is None:

@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 
 import pytest
 import redis
-from helpers import create_call
+from helpers import create_call, wait_until
 from receiver import Receiver
 
 from oibus import Client
@@ -53,26 +51,6 @@ def _check(url: str, namespace: str) -> int:
     return done.returncode
 
 
-@pytest.fixture
-def bus(embedded_url: str, namespace: str) -> Iterator[Client]:
-    client = Client(embedded_url, agent_id="tester", namespace=namespace)
-    yield client
-    raw = redis.Redis.from_url(embedded_url)
-    for key in [*raw.scan_iter(f"{{{namespace}:*"), *raw.scan_iter(f"{{{namespace}}}*")]:
-        raw.delete(key)
-    raw.close()
-    client.close()
-
-
-def _wait(predicate: object, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_check_and_sigterm(bus: Client, embedded_url: str) -> None:
     ns = bus.keyspace.namespace
     assert _check(embedded_url, ns) == 1
@@ -83,7 +61,7 @@ def test_check_and_sigterm(bus: Client, embedded_url: str) -> None:
         text=True,
     )
     try:
-        assert _wait(lambda: _check(embedded_url, ns) == 0, 20)
+        assert wait_until(lambda: _check(embedded_url, ns) == 0, 20)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert _check(embedded_url, ns) == 1  # a clean stop drops the heartbeat at once
@@ -149,7 +127,7 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
             stderr=subprocess.DEVNULL,
         )
         try:
-            assert _wait(lambda: counted() > 50, 30), "daemon A never started"
+            assert wait_until(lambda: counted() > 50, 30), "daemon A never started"
             os.kill(a.pid, signal.SIGKILL)
             a.wait(timeout=10)
         finally:
@@ -178,7 +156,7 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
                     and len(delivered()) == total + len(dependents)
                 )
 
-            ok = _wait(settled, 120)
+            ok = wait_until(settled, 120)
             assert ok, (
                 counted(),
                 at_kill,
