@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import msgspec
 
@@ -29,6 +30,7 @@ START_BEGINNING = "start"
 
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 _decoder = msgspec.json.Decoder(list[str])
+_encoder = msgspec.json.Encoder()
 
 
 class Source(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,14 +124,25 @@ def check_types(event_types: Iterable[str] | str | None) -> frozenset[str] | Non
     return wanted
 
 
+REPLAY_FOR: Final = "rg"
+"""A bus entry with this field is a replayed copy for that one consumer group (``oibus
+dlq replay --kind events``): every other reader skips it."""
+
+
 def wanted(
-    fields: Mapping[str, str], types: frozenset[str] | None, assigned_to: str | None
+    fields: Mapping[str, str],
+    types: frozenset[str] | None,
+    assigned_to: str | None,
+    group: str | None = None,
 ) -> bool:
     """Whether a consumer keeps an entry, judged on the entry alone (before any event is
     fetched): its type, and for ``assigned_to`` whether the intent is assigned to that
     agent (bus pointers carry the assignees; a portfolio's events pass, and so does an
-    entry of a log, which has no assignees to judge by)."""
+    entry of a log, which has no assignees to judge by). A replayed copy is kept only by
+    the ``group`` it is for."""
     if not fields or (types is not None and fields.get("t") not in types):
+        return False
+    if REPLAY_FOR in fields and fields[REPLAY_FOR] != group:
         return False
     if assigned_to is None or "i" not in fields or fields.get("k") == "portfolio":
         return True
@@ -195,4 +208,6 @@ def dead_letter_fields(
         fields.get("e", entry_id),
         "deliveries",
         deliveries,
+        "fields",
+        _encoder.encode(dict(fields)).decode(),
     ]

@@ -106,3 +106,53 @@ _IDS = msgspec.json.Decoder(list[str])
 
 def decode_ids(text: str | bytes) -> list[str]:
     return _IDS.decode(text)
+
+
+class TreeLine(msgspec.Struct, frozen=True):
+    """One line of a graph drawn as text: the branch drawing before it, the node, and
+    the nodes it waits for."""
+
+    prefix: str
+    node: GraphNode
+    waits_for: list[str]
+
+
+def tree_lines(graph: IntentGraph) -> list[TreeLine]:
+    """The graph as a tree by parent and child, from the topmost parent above the root;
+    dependencies, which need not form a tree, annotate the node that waits. Nodes no
+    parent chain reaches are drawn as further trees, in id order, so every node appears
+    exactly once."""
+    nodes = {n.id: n for n in graph.nodes}
+    children: dict[str, list[str]] = {}
+    for edge in graph.edges:
+        if edge.kind == "parent" and edge.source in nodes and edge.target in nodes:
+            children.setdefault(edge.source, []).append(edge.target)
+    top = graph.root
+    seen_up = {top}
+    while (
+        up := nodes[top].parent_intent_id if top in nodes else None
+    ) in nodes and up not in seen_up:
+        assert up is not None
+        seen_up.add(up)
+        top = up
+    lines: list[TreeLine] = []
+    drawn: set[str] = set()
+
+    def draw(node_id: str, lead: str, branch: str) -> None:
+        drawn.add(node_id)
+        node = nodes[node_id]
+        lines.append(TreeLine(lead + branch, node, [d for d in node.depends_on if d in nodes]))
+        below = [c for c in sorted(children.get(node_id, [])) if c not in drawn]
+        inner = lead + ("" if not branch else "    " if branch == "└── " else "│   ")
+        for n, child in enumerate(below):
+            draw(child, inner, "└── " if n == len(below) - 1 else "├── ")
+
+    roots = [top] if top in nodes else []
+    roots += sorted(i for i in nodes if i != top and nodes[i].parent_intent_id not in nodes)
+    for root in roots:
+        if root not in drawn:
+            draw(root, "", "")
+    for node_id in sorted(nodes):  # a parent cycle no root reaches: still drawn once
+        if node_id not in drawn:
+            draw(node_id, "", "")
+    return lines

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import msgspec
 from redis.exceptions import ResponseError
 
+from ..bus.consuming import REPLAY_FOR
 from ..sdk._async.client import AsyncClient
 from .config import GROUP, DaemonConfig
 from .liveness import alive
@@ -62,7 +64,8 @@ class BusReader:
         self._in_flight.add((p, entry_id))
         try:
             try:
-                await self.handler(p, entry_id, fields)
+                if fields.get(REPLAY_FOR, GROUP) == GROUP:  # else: a copy for an SDK group
+                    await self.handler(p, entry_id, fields)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # a handler's failure must not stop the loop
@@ -99,6 +102,8 @@ class BusReader:
             deliveries,
             "error",
             str(exc)[:2000],
+            "fields",
+            msgspec.json.encode(fields).decode(),
         )
         await self.redis.xack(self.ks.bus(p), GROUP, entry_id)
         _log.error(

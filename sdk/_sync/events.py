@@ -264,7 +264,7 @@ class EventStream:
         keep: list[tuple[str, str, dict[str, str], int]] = []
         for key, entry_id, fields, deliveries in entries:
             self._held.add((key, entry_id))
-            if not wanted(fields, self.event_types, self.assigned_to):
+            if not wanted(fields, self.event_types, self.assigned_to, self.group):
                 self._acks.setdefault(key, []).append(entry_id)
             elif deliveries > self.max_deliveries:
                 self.client._runner.command(
@@ -407,7 +407,7 @@ class EventTail:
             reply = self.redis.xread({k: self._ids[k] for k in part}, count=500, block=block)
             for key, entry_id, fields in entries_of(reply):
                 self._ids[key] = entry_id
-                if self.event_types is None or fields.get("t") in self.event_types:
+                if wanted(fields, self.event_types, None):
                     found.append((key, entry_id, fields, 1))
             if found:
                 break

@@ -1,49 +1,29 @@
-"""The ``oibus`` command. Entry points only; the work lives in the modules they call."""
+"""The commands that run things: ``oibus up`` (server and daemon), ``oibus demo``,
+``oibus daemon``."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import anyio
 import click
-from redis.asyncio import Redis as AsyncRedis
 
-from ._version import __version__
-from .bus.errors import OpenIntentError
-from .bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
-from .bus.webhooks import WebhookConfig
-from .daemon import run as daemon_run
-from .daemon.config import DaemonConfig
-from .daemon.service import Daemon
-from .daemon.webhooks import list_dead_letters, replay_dead_letters
-from .demo import run_demo
-from .embedded import EmbeddedServer
-from .examples import incident_agents
-from .sdk import Client
-
-URL_FILE = "url"
-
-
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="oibus")
-def main() -> None:
-    """oibus: the OpenIntent Coordination Protocol on Redis.
-
-    \b
-    Example:
-      oibus up                # embedded server in ./.oibus, prints its URL
-      oibus demo              # a short coordination story, printed as its event log
-    """
+from .._version import __version__
+from ..bus.errors import OpenIntentError
+from ..bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from ..bus.webhooks import WebhookConfig
+from ..daemon import run as daemon_run
+from ..daemon.config import DaemonConfig
+from ..daemon.service import Daemon
+from ..demo import run_demo
+from ..embedded import EmbeddedServer
+from ..examples import incident_agents
+from ..sdk import Client
+from ._common import URL_FILE, Command, failed
 
 
 def _wait_for_signal() -> None:
@@ -57,7 +37,7 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option(
     "--redis-url",
     envvar="OIBUS_REDIS_URL",
@@ -137,7 +117,7 @@ def up(
                 started,
             )
     except OpenIntentError as exc:
-        _fail(str(exc))
+        raise failed(exc) from exc
     finally:
         if server is not None:
             click.echo("stopping the embedded server")
@@ -145,7 +125,7 @@ def up(
             url_file.unlink(missing_ok=True)
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option(
     "--redis-url",
     envvar="OIBUS_REDIS_URL",
@@ -177,13 +157,13 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
         click.echo("the incident-response graph, run by four agents (events as they happen):")
         asyncio.run(incident_agents.run(redis_url, namespace, click.echo))
     except OpenIntentError as exc:
-        _fail(str(exc))
+        raise failed(exc) from exc
     finally:
         if server is not None:
             server.stop()
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option("--redis-url", envvar="OIBUS_REDIS_URL", help="The Redis to work on.")
 @click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
 @click.option(
@@ -278,60 +258,4 @@ def daemon(
         daemon_run.configure_logging(config.log_json)
         daemon_run.run(config)
     except OpenIntentError as exc:
-        _fail(str(exc))
-
-
-@main.group()
-def dlq() -> None:
-    """The webhook dead-letter store: deliveries that failed for good."""
-
-
-def _dlq_target(redis_url: str | None, namespace: str) -> tuple[str, Keyspace]:
-    return redis_url or "redis://127.0.0.1:6379/0", Keyspace(namespace)
-
-
-@dlq.command("list")
-@click.option("--redis-url", envvar="OIBUS_REDIS_URL")
-@click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
-@click.option("--limit", type=int, default=100, show_default=True)
-def dlq_list(redis_url: str | None, namespace: str, limit: int) -> None:
-    """Print the dead letters, oldest first: id, subscription, event, attempts, error."""
-    url, ks = _dlq_target(redis_url, namespace)
-
-    async def go() -> None:
-        async with AsyncRedis.from_url(url, decode_responses=True) as r:
-            page = await list_dead_letters(r, ks, limit=limit)
-        for letter in page:
-            click.echo(
-                f"{letter.id}  {letter.subscription_id}  {letter.event_id}  "
-                f"attempts={letter.attempts}  {letter.error}"
-            )
-        if page.next_cursor:
-            click.echo(f"(more after {page.next_cursor})")
-
-    try:
-        anyio.run(go)
-    except OpenIntentError as exc:
-        _fail(str(exc))
-
-
-@dlq.command("replay")
-@click.argument("ids", nargs=-1)
-@click.option("--redis-url", envvar="OIBUS_REDIS_URL")
-@click.option("--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True)
-def dlq_replay(ids: tuple[str, ...], redis_url: str | None, namespace: str) -> None:
-    """Queue dead letters for delivery again (all, or the given ids)."""
-    url, ks = _dlq_target(redis_url, namespace)
-
-    async def go() -> int:
-        async with AsyncRedis.from_url(url, decode_responses=True) as r:
-            return await replay_dead_letters(r, ks, list(ids) or None)
-
-    try:
-        click.echo(f"queued {anyio.run(go)} dead letters again")
-    except OpenIntentError as exc:
-        _fail(str(exc))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name=os.path.basename(__file__))
+        raise failed(exc) from exc

@@ -1,0 +1,211 @@
+"""What every admin command shares: where the bus is, how errors end a command, and how
+results are printed (text for people, ``--json`` for scripts).
+
+Exit codes are part of the interface, so scripts can branch on them without parsing text:
+0 done; 1 the command ran and found something wrong (an unsafe ``doctor`` finding, no live
+daemon); 2 bad input; 3 no such thing; 4 a conflict (a stale version, someone else's
+lease, a move the lifecycle refuses); 5 Redis could not be reached or did not answer."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import click
+import msgspec
+from redis import exceptions as rex
+
+from ..bus import errors
+from ..bus.keyspace import DEFAULT_NAMESPACE
+from ..sdk import AsyncClient, Client
+from ..sdk._async.base import DEFAULT_URL
+from ..sdk._errors import translate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+URL_FILE = "url"
+"""``oibus up`` writes the embedded server's URL here, inside its data directory, so the
+admin commands find a local bus without being told."""
+
+EXIT_FOUND_PROBLEMS = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_UNREACHABLE = 5
+
+
+def exit_code(exc: errors.OpenIntentError) -> int:
+    if isinstance(exc, errors.ValidationError):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, errors.NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(
+        exc, errors.ConflictError | errors.InvalidTransitionError | errors.IntentClosedError
+    ):
+        return EXIT_CONFLICT
+    if isinstance(exc, errors.BusConnectionError | errors.BusTimeoutError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, errors.ConfigurationError):
+        return EXIT_BAD_INPUT
+    return EXIT_FOUND_PROBLEMS
+
+
+class CliError(errors.OpenIntentError):
+    """One line on stderr and a meaningful exit status: an operator reads the line, a
+    script reads the status; nobody reads a traceback."""
+
+    code = "CLI"
+
+    def __init__(self, message: str, exit_status: int = EXIT_FOUND_PROBLEMS) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_status = exit_status
+
+
+def failed(exc: errors.OpenIntentError) -> CliError:
+    return CliError(exc.message or str(exc), exit_code(exc))
+
+
+def _as_failure(exc: Exception) -> CliError | None:
+    if isinstance(exc, CliError):
+        return exc
+    if isinstance(exc, errors.OpenIntentError):
+        return failed(exc)
+    if isinstance(exc, rex.RedisError):
+        return failed(translate(exc))
+    if isinstance(exc, OSError):  # a socket error outside redis-py's own wrapping
+        return CliError(f"cannot reach Redis: {exc}", EXIT_UNREACHABLE)
+    return None
+
+
+class Command(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            failure = _as_failure(exc)
+            if failure is None:
+                raise
+            click.echo(f"error: {failure.message}", err=True)
+            ctx.exit(failure.exit_status)
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type  # subgroups are of this class too
+
+
+class Target(msgspec.Struct, frozen=True):
+    """The bus a command works on, and how it should answer."""
+
+    url: str
+    namespace: str
+    as_json: bool
+
+    def client(self) -> Client:
+        return Client(self.url, agent_id="oibus-cli", namespace=self.namespace)
+
+    def aclient(self) -> AsyncClient:
+        return AsyncClient(self.url, agent_id="oibus-cli", namespace=self.namespace)
+
+    def run(self, fn: Callable[[AsyncClient], Awaitable[R]]) -> R:
+        async def go() -> R:
+            async with self.aclient() as client:
+                return await fn(client)
+
+        return anyio.run(go, backend="asyncio")
+
+    def emit(self, data: Any, text: Callable[[], None]) -> None:
+        """``--json``: the data as one JSON document; otherwise the text printer."""
+        if self.as_json:
+            click.echo(to_json(data))
+        else:
+            text()
+
+
+def to_json(data: Any) -> str:
+    return msgspec.json.encode(data, enc_hook=_fallback).decode()
+
+
+def _fallback(obj: Any) -> Any:
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def resolve_url(url: str | None, data_dir: str | None = None) -> str:
+    """The argument or ``OIBUS_REDIS_URL``; else the URL a running ``oibus up`` left in its
+    data directory; else the local default."""
+    if url:
+        return url
+    found = Path(data_dir or os.environ.get("OIBUS_DATA_DIR") or ".oibus") / URL_FILE
+    if found.is_file():
+        text = found.read_text().strip()
+        if text:
+            return text
+    return DEFAULT_URL
+
+
+def bus_command(fn: Callable[..., R]) -> Callable[..., R]:
+    """Adds ``--redis-url``, ``--namespace`` and ``--json`` and passes a ``Target`` first."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, redis_url: str | None, namespace: str, as_json: bool, **kw: Any) -> R:
+        target = Target(resolve_url(redis_url), namespace, as_json)
+        return fn(target, *args, **kw)
+
+    options = [
+        click.option(
+            "--redis-url",
+            envvar="OIBUS_REDIS_URL",
+            help="The Redis to work on (default: a running `oibus up` in ./.oibus, "
+            "else redis://127.0.0.1:6379/0).",
+        ),
+        click.option(
+            "--namespace", envvar="OIBUS_NAMESPACE", default=DEFAULT_NAMESPACE, show_default=True
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+    ]
+    for option in options:
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def styled(text: str, **style: Any) -> str:
+    """Colour only for a terminal: click strips it from pipes and files itself."""
+    return click.style(text, **style)
+
+
+STATUS_COLOURS = {
+    "draft": "white",
+    "active": "cyan",
+    "blocked": "yellow",
+    "completed": "green",
+    "abandoned": "red",
+    "failed": "red",
+}
+
+
+def status_text(status: str) -> str:
+    return styled(status, fg=STATUS_COLOURS.get(status, "white"))
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    """Plain aligned columns (widths from the unstyled text)."""
+    if not rows:
+        return
+    plain = [[click.unstyle(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in plain) for i in range(len(header))]
+    for n, row in enumerate([header, *rows]):
+        cells = [c + " " * (w - len(p)) for c, p, w in zip(row, plain[n], widths, strict=True)]
+        line = "  ".join(cells).rstrip()
+        click.echo(styled(line, bold=True) if n == 0 else line)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
