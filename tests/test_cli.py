@@ -94,3 +94,64 @@ def test_up_serves_until_signalled_then_stops_the_engine(tmp_path: Path) -> None
         conn.ping()
     conn.close()
     assert not (tmp_path / "url").exists()
+
+
+def test_up_then_doctor_then_a_live_tail(tmp_path: Path) -> None:
+    """The operator's path, as processes: `oibus up` (embedded engine with its append-only
+    file, and the daemon), then `oibus doctor` finds the bus by the URL file `up` left
+    (exit 0: nothing unsafe), and `oibus events tail -f` prints an intent created by
+    another `oibus` process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OIBUS_")}
+    env["OIBUS_DATA_DIR"] = str(tmp_path)
+    oibus = [sys.executable, "-m", "oibus.cli"]
+    up = subprocess.Popen(
+        [*oibus, "up", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    tail = None
+    try:
+        assert up.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "press Ctrl-C" not in seen and time.monotonic() < deadline:
+            line = up.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "press Ctrl-C" in seen, seen
+
+        def run(*words: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*oibus, *words], capture_output=True, text=True, env=env, timeout=60
+            )
+
+        doctor = run("doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "appendonly yes" in doctor.stdout and "live daemons" in doctor.stdout
+        tail = subprocess.Popen(
+            [*oibus, "events", "tail", "-f", "-n", "0", "--exit-after", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        made = []
+        while tail.poll() is None and len(made) < 30:  # until the tail has started and seen one
+            created = run("intents", "create", "from another process")
+            assert created.returncode == 0, created.stderr
+            made.append(created.stdout.split()[0])
+            time.sleep(0.3)
+        out, err = tail.communicate(timeout=30)
+        assert tail.returncode == 0, err
+        [line] = out.splitlines()
+        assert "intent_created" in line and line.split()[1] in made
+    finally:
+        if tail is not None and tail.poll() is None:
+            tail.kill()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=20) == 0
+        if up.stdout:
+            up.stdout.close()

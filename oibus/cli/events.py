@@ -42,7 +42,8 @@ def type_text(event_type: str) -> str:
 
 def history(client: Client, source: Source, types: frozenset[str] | None, n: int) -> list[Delivery]:
     """The last ``n`` events of the source, oldest first: the newest entries of each
-    stream, merged by entry id (server-clock time), joined with their events."""
+    stream, merged by entry id, joined with their events. Across partitions the order is
+    by each partition's server clock (on a cluster: its node's)."""
     if n == 0:
         return []
     scan = n if types is None else n * HISTORY_SCAN
@@ -54,7 +55,8 @@ def history(client: Client, source: Source, types: frozenset[str] | None, n: int
         found += [(key, i, f, 1) for i, f in reply if wanted(f, types, None)]
     found.sort(key=lambda entry: tuple(int(x) for x in entry[1].split("-")))
     _, deliveries = join_events(client, source, found[-n:], True)
-    return deliveries
+    # entry ids have millisecond resolution; the events' own times have microseconds
+    return sorted(deliveries, key=lambda d: (d.event.created_at, d.entry_id))
 
 
 @events.command("tail")

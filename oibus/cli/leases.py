@@ -41,6 +41,7 @@ def list_(target: Target, intent_id: str, history: bool, limit: int) -> None:
       oibus leases list 3f2a… --history
     """
     with target.client() as client:
+        client.get_intent(intent_id)  # a mistyped id says so instead of "no leases"
         page = client.get_leases(intent_id, include_history=history, limit=limit)
 
     def text() -> None:
