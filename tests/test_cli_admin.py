@@ -328,7 +328,7 @@ def test_dlq_webhooks_list_show_replay_purge(
                 "at": 0,
                 "b": "{}",
             },
-        )  # fmt: skip
+        )
         for n in range(3)
     ]
     data = json.loads(cli("dlq", "list", "--json").stdout)
@@ -347,7 +347,7 @@ def test_dlq_webhooks_list_show_replay_purge(
 def test_dlq_replay_shows_progress_on_long_runs(
     cli: Cli, sync: Client, raw_redis: redis.Redis
 ) -> None:
-    for n in range(60):
+    for _ in range(60):
         raw_redis.xadd(sync.keyspace.event_dead_letters, {"group": "g", "stream": "elsewhere"})
     out = cli("dlq", "replay", "--kind", "events", "--all").stdout
     assert "replaying events" in out and "replayed 0, 60 left" in out
