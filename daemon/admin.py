@@ -41,8 +41,12 @@ async def primaries(client: AsyncClient) -> AsyncIterator[list[tuple[str, Redis]
     """A connection to each primary: the client's own on one server; on a cluster, one
     per primary node (node-level commands like INFO must not be routed by key)."""
     if not is_cluster(client.redis):
-        kw = cast(Redis, client.redis).connection_pool.connection_kwargs
-        where = f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        pool: Any = cast(Redis, client.redis).connection_pool
+        if mode_of(client) == "sentinel":
+            host, port = await pool.get_master_address()
+        else:
+            host, port = pool.connection_kwargs.get("host"), pool.connection_kwargs.get("port")
+        where = f"{host}:{port}"
         yield [(where, cast(Redis, client.redis))]
         return
     cluster: Any = client.redis

@@ -16,6 +16,7 @@ from typing import Any, Self, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from ... import _version
 from ...bus.codec import decode_intent
@@ -26,6 +27,7 @@ from ...bus.models import Intent, ProtocolInfo
 from ...bus.moves import Move
 from ...bus.ops import Call, Ops
 from ...bus.registry import default_registry
+from ...bus.urls import SENTINEL_SCHEME, SentinelTarget, parse_sentinel_url
 from .runner import AsyncScriptRunner
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -38,7 +40,9 @@ class AsyncClientBase:
     ``agent_id`` is recorded as the actor of every event this client causes and is the
     default ``created_by``. The Redis URL comes from the argument, then ``OIBUS_REDIS_URL``,
     then the local default; a ``redis+cluster://host:port`` URL connects to a Redis Cluster
-    (any node; the keyspace is cluster-safe, see docs/keyspace.md). Pass ``redis=`` to
+    (any node; the keyspace is cluster-safe, see docs/keyspace.md), and a
+    ``redis+sentinel://host:26379/<service>`` URL to the primary that Sentinel names
+    (``oibus.bus.urls``). Pass ``redis=`` to
     reuse a configured client or cluster client (it must decode responses). ``slot_guard``
     (default: ``OIBUS_SLOT_GUARD=1``) checks that each script call's keys share one
     cluster slot; tests turn it on.
@@ -58,6 +62,7 @@ class AsyncClientBase:
         self.keyspace = Keyspace(namespace, partitions)
         self.agent_id = agent_id
         self._ops = Ops(self.keyspace, agent_id)
+        self._sentinels: list[Any] = []
         if redis is None:
             url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
             if url.startswith(CLUSTER_SCHEME):
@@ -69,6 +74,8 @@ class AsyncClientBase:
                     socket_timeout=socket_timeout,
                     socket_connect_timeout=socket_timeout,
                 )
+            elif url.startswith(SENTINEL_SCHEME):
+                redis, self._sentinels = _sentinel_primary(parse_sentinel_url(url), socket_timeout)
             else:
                 redis = Redis.from_url(
                     url,
@@ -103,6 +110,8 @@ class AsyncClientBase:
     async def aclose(self) -> None:
         if self._owns_redis:
             await self.redis.aclose()
+        for sentinel in self._sentinels:  # the connections that asked for the primary
+            await sentinel.aclose()
 
     async def _run(self, call: Call) -> Any:
         if not self._meta_checked:
@@ -156,3 +165,26 @@ class AsyncClientBase:
         except BusError:
             info = {}  # INFO renamed or disabled (managed services): report what we know
         return protocol_info(self.keyspace, info, _version.__version__)
+
+
+def _sentinel_primary(target: SentinelTarget, socket_timeout: float) -> tuple[Redis, list[Any]]:
+    """A client of the primary the sentinels name; each new connection asks them again,
+    so connections made after a failover reach the new primary."""
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": socket_timeout}
+    if target.sentinel_password is not None:
+        sentinel_kwargs["password"] = target.sentinel_password
+    sentinel: Any = cast(Any, Sentinel)(target.sentinels, sentinel_kwargs=sentinel_kwargs)
+    primary = cast(
+        Redis,
+        sentinel.master_for(
+            target.service,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+        ),
+    )
+    return primary, list(sentinel.sentinels)
