@@ -76,9 +76,7 @@ class ClientBase:
                     socket_connect_timeout=socket_timeout,
                 )
             elif url.startswith(SENTINEL_SCHEME):
-                redis, self._sentinels = _sentinel_primary(
-                    parse_sentinel_url(url), socket_timeout
-                )
+                redis, self._sentinels = _sentinel_primary(parse_sentinel_url(url), socket_timeout)
             else:
                 redis = Redis.from_url(
                     url,
