@@ -1,14 +1,63 @@
-# Multi-stage: build a wheel, install it into a slim runtime as a non-root user.
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY . .
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# syntax=docker/dockerfile:1
+# The oibus image: the package built into wheels in one stage and installed, from those
+# wheels only, into a slim runtime that runs as a non-root user. Its default command is
+# the daemon; every other `oibus` command runs the same way.
+#
+#   docker build -t oibus .
+#   docker run --rm -e OIBUS_REDIS_URL=redis://redis.internal:6379/0 -p 9464:9464 oibus
+#   docker run --rm -e OIBUS_REDIS_URL=redis://redis.internal:6379/0 oibus doctor
+#
+# Nothing secret is baked in: give the Redis URL (and its password, if any) at run time,
+# from the orchestrator's secret store. See docs/operations.md.
 
-FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 oibus
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER oibus
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# -- build: the oibus wheel and a wheel of every dependency ------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+# Only what the wheel is made of. oibus/bus, oibus/sdk, oibus/daemon, oibus/lua and
+# oibus/examples are symbolic links to the top-level folders: copy both ends.
+COPY pyproject.toml README.md ./
+COPY bus ./bus
+COPY sdk ./sdk
+COPY daemon ./daemon
+COPY lua ./lua
+COPY examples ./examples
+COPY oibus ./oibus
+RUN pip wheel --wheel-dir /wheels .
+
+# -- runtime ------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="oibus" \
+      org.opencontainers.image.description="The OpenIntent Coordination Protocol on Redis: the oibus daemon and CLI" \
+      org.opencontainers.image.licenses="MIT"
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+# The wheels are mounted for this one step, not copied: no layer of the image keeps them.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels oibus \
+    && groupadd --system --gid 10001 oibus \
+    && useradd --system --uid 10001 --gid oibus --home-dir /home/oibus --create-home \
+       --shell /usr/sbin/nologin oibus
+USER 10001:10001
 WORKDIR /home/oibus
+
+# The daemon serves no HTTP unless told to: in a container, serve /metrics and /healthz on
+# every interface so Prometheus (and the orchestrator) can reach them.
+ENV OIBUS_HTTP_HOST=0.0.0.0 \
+    OIBUS_HTTP_PORT=9464
+EXPOSE 9464
+
+# Exit 0 while a daemon's heartbeat is live on the namespace (OIBUS_REDIS_URL,
+# OIBUS_NAMESPACE); it reads Redis, so it also fails while Redis is unreachable.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["oibus", "daemon", "--check"]
+
+# SIGTERM (docker stop) makes the daemon hand in-flight entries back and exit 0.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["oibus"]
-CMD ["up", "--data-dir", "/home/oibus/data"]
+CMD ["daemon"]
