@@ -94,8 +94,9 @@ def diagnose(facts: BusFacts) -> list[Finding]:
             Finding(
                 "unsafe",
                 "daemon",
-                "no live daemon: nothing unblocks dependents, schedules retries, expires "
-                "leases, trims the buses or delivers webhooks (start `oibus daemon`)",
+                "no live daemon: nothing dispatches retries or fallbacks, records expired "
+                "leases, catches portfolios up, trims the buses or delivers webhooks "
+                "(start `oibus daemon`)",
             )
         )
     out += [f for group in facts.groups for f in _group(group)]

@@ -37,6 +37,7 @@ __all__ = [
     "BudgetExceededError",
     "BusConnectionError",
     "BusError",
+    "BusFullError",
     "BusTimeoutError",
     "CompletionGateError",
     "ConfigurationError",
@@ -232,6 +233,13 @@ class BusConnectionError(BusError):
     """Redis could not be reached."""
 
     code = "CONNECTION"
+
+
+class BusFullError(BusError):
+    """The server is at ``maxmemory`` and refuses writes (``noeviction``, as it should):
+    the write was refused, nothing else was lost. Free memory or raise the limit."""
+
+    code = "FULL"
 
 
 class BusTimeoutError(BusError):

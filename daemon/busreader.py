@@ -26,6 +26,8 @@ from .liveness import alive
 from .metrics import Metrics
 
 Entry = tuple[str, dict[str, str]]
+DEAD_LETTERS_MAX = 1_000_000
+"""About how many bus dead letters are kept (as the other two stores keep)."""
 Handler = Callable[[int, str, dict[str, str]], Awaitable[None]]
 
 _log = logging.getLogger("oibus.daemon")
@@ -89,6 +91,9 @@ class BusReader:
         await self.runner.command(
             "XADD",
             self.ks.bus_dead_letters,
+            "MAXLEN",
+            "~",
+            DEAD_LETTERS_MAX,
             "*",
             "partition",
             p,

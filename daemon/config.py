@@ -48,7 +48,8 @@ class DaemonConfig:
     webhooks: WebhookConfig | None = field(default_factory=WebhookConfig)
     """How webhooks are delivered (RFC-0006); None runs no webhook fan-out."""
     refuse_eviction: bool = False
-    """Refuse to start when the server may evict keys (maxmemory-policy allkeys-*)."""
+    """Refuse to start when the server may evict keys (any maxmemory-policy but
+    noeviction: volatile-* evicts the keys with TTLs, heartbeats and locks among them)."""
     log_json: bool = False
 
     def __post_init__(self) -> None:

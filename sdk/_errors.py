@@ -17,6 +17,13 @@ def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError
         return errors.BusTimeoutError(f"Redis did not answer in time: {exc}")
     if isinstance(exc, rex.ConnectionError):
         return errors.BusConnectionError(f"cannot reach Redis: {exc}")
+    if isinstance(exc, rex.OutOfMemoryError) or (
+        isinstance(exc, rex.ResponseError) and "used memory > 'maxmemory'" in str(exc)
+    ):
+        return errors.BusFullError(
+            "Redis is at maxmemory and refuses writes (noeviction): the write was refused; "
+            "free memory or raise maxmemory"
+        )
     if isinstance(exc, rex.ResponseError) and (script or str(exc).startswith(PREFIX)):
         return from_reply(str(exc))
     if isinstance(exc, rex.ResponseError):

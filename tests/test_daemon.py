@@ -402,6 +402,9 @@ def test_startup_checks_refuse_an_evicting_server(tmp_path: Any) -> None:
                 await check_server(client, refuse_eviction=True)
             warnings = await check_server(client, refuse_eviction=False)
             assert len(warnings) == 1 and "allkeys-lru" in warnings[0]
+            await client.redis.config_set("maxmemory-policy", "volatile-lru")  # type: ignore[misc]
+            with pytest.raises(ConfigurationError):
+                await check_server(client, refuse_eviction=True)
 
     try:
         anyio.run(go)
