@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit lint typecheck format sync bench bench-smoke clean
+.PHONY: install run test unit lint typecheck format sync bench bench-full bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,11 +39,16 @@ format: $(STAMP)
 sync: $(STAMP)
 	$(BIN)/python scripts/unasync.py
 
+## bench: the whole suite in one run (core, peers, consumption, growth) -> bench/RESULTS.md
 bench: $(STAMP)
-	$(BIN)/python -m bench.core --out bench/RESULTS.md
+	$(BIN)/python -m bench.suite --out bench/RESULTS.md --json bench/.work/results.json
+
+## bench-full: the same with the 1,000,000-intent growth tier (about 6 GB of Redis memory)
+bench-full: $(STAMP)
+	$(BIN)/python -m bench.suite --full --out bench/RESULTS.md --json bench/.work/results.json
 
 bench-smoke: $(STAMP)
-	$(BIN)/python -m bench.core --smoke
+	$(BIN)/python -m bench.suite --smoke
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ import redis.asyncio as aredis
 import oibus
 from oibus import AgentBase, AsyncClient, agent, on_assignment, on_event
 
+from . import peers
 from .core import (
     CLIENT_CPU,
     SERVER_CPU,
@@ -138,37 +139,14 @@ async def drain_agent(client: AsyncClient, total: int, agent_id: str) -> float:
 
 
 async def drain_bullmq(url: str, total: int, concurrency: int) -> float | None:
+    """BullMQ's worker in the peers' own environment (``bench/peers.py``); None, with the
+    reason printed, when it cannot be installed."""
     try:
-        from bullmq import Queue, Worker  # type: ignore[import-not-found]
-    except ImportError:
+        found = await asyncio.to_thread(peers.bullmq, url, total, 0.2, None, [concurrency])
+    except peers.PeerUnavailableError as exc:
+        print(f"BullMQ skipped: {exc}", flush=True)
         return None
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    queue = Queue(name, {"connection": url})
-    for start in range(0, total, 1000):
-        await queue.addBulk(
-            [{"name": "tick", "data": {}} for _ in range(start, min(total, start + 1000))]
-        )
-    done = asyncio.Event()
-    count = 0
-
-    async def process(job: Any, token: Any) -> None:
-        return None
-
-    def completed(*_: Any) -> None:
-        nonlocal count
-        count += 1
-        if count == total:
-            done.set()
-
-    t = time.perf_counter()
-    worker = Worker(name, process, {"connection": url, "concurrency": concurrency})
-    worker.on("completed", completed)
-    await done.wait()
-    elapsed = time.perf_counter() - t
-    await worker.close()
-    await queue.obliterate(force=True)
-    await queue.close()
-    return count / elapsed
+    return float(found[f"drain_c{concurrency}"])
 
 
 def _buses(client: AsyncClient) -> list[str]:
@@ -323,7 +301,10 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return {"drain": results, "lat_agent": lat_agent, "lat_raw": lat_raw, "deleted": deleted}
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
+def run(
+    args: argparse.Namespace, url: str, server_pid: int | None, into: dict[str, Any] | None = None
+) -> str:
+    """The report as Markdown; ``into`` (the suite's) receives the figures."""
     placement = place(server_pid)
     with redis.Redis.from_url(url) as conn:
         server = server_version(conn)
@@ -344,6 +325,9 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
 
     la, lr = m["lat_agent"], m["lat_raw"]
     bull = med(d["bullmq"]) if d["bullmq"] else None
+    if into is not None:
+        into["drain"] = {k: med(v) for k, v in d.items() if v}
+        into["latency"] = {"agent": la, "raw": lr, "rate": args.rate}
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}"
     lines = [
         "# Agents benchmark",
@@ -366,7 +350,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
         (
             f"Agent drain / BullMQ drain: {med(d['agent']) / bull:.1f}x"
             if bull
-            else "BullMQ is not installed here (`pip install -e '.[bench]'`)."
+            else "BullMQ could not be installed in bench/.peers (see the output above)."
         ),
         "",
         "## Assignment to handler start",
@@ -388,11 +372,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        child(*argv[1:5])
-        return 0
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.agents", description=__doc__)
     parser.add_argument("--redis-url")
     parser.add_argument("--events", type=int, default=50_000)
@@ -406,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.events, args.intents, args.rounds, args.assignments = 500, 10, 1, 200
-    report = report_on_server(args, run)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(*argv[1:5])
+        return 0
+    report = report_on_server(parse_args(argv), run)
     return 0 if "sanity: ok" in report else 1
 
 

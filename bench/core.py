@@ -58,11 +58,21 @@ OPS = (
     "log_event",
     "lease_pair",
     "record_cost",
+    "get_events",
+    "list_intents",
 )
 CALLS = {"lease_pair": 2}
 """Round trips per operation: a lease pair is an acquire and a release, so its ratio is
 taken against the baseline's rate for the same number of calls."""
 MODES = ("sync", "async", f"async x{CONCURRENCY}")
+PIPELINE = 100
+PIPELINED = f"sync pipelined x{PIPELINE}"
+"""The baseline alone, in batches of 100 EVALSHA per round trip: the server's limit for
+this client stack (oibus has no batch call to set beside it)."""
+EVENTS_PER_SLOT = 100
+"""Events each slot intent gets at setup, so a ``get_events`` page is always full."""
+EXTRA_INTENTS = 64
+"""Intents made at setup beyond the slots, so a ``list_intents`` page is always full."""
 TARGET = 0.8
 
 SyncOp = Callable[[int, int], object]
@@ -221,6 +231,10 @@ class Workload:
             r.hset(keys[1], FIELD, "0")
             self.base_keys.append(keys)
             self.base_ids.append(bid)
+            for n in range(EVENTS_PER_SLOT):
+                self.sync_client.log_event(it.id, EVENT_TYPE, {"n": n})
+        for _ in range(EXTRA_INTENTS):
+            self.sync_client.create_intent("benchmark intent", "a small intent", state={FIELD: 0})
 
     async def setup_async(self) -> None:
         self.async_redis = aredis.Redis.from_url(self.url, decode_responses=True)
@@ -263,7 +277,22 @@ class Workload:
         def record_cost(k: int, i: int) -> object:
             return c.record_cost(intents[k], "tokens", 1500, "tokens", provider="openai")
 
+        def get_events(k: int, i: int) -> object:
+            return c.get_events(intents[k], limit=EVENTS_PER_SLOT)
+
+        def list_intents(k: int, i: int) -> object:
+            return c.list_intents(limit=50)
+
+        def pipelined(k: int, i: int) -> object:
+            pipe = r.pipeline(transaction=False)
+            for j in range(PIPELINE):
+                pipe.evalsha(sha, 4, *keys[k], bids[k], FIELD, str(i * PIPELINE + j), AGENT)
+            return pipe.execute()
+
         return {
+            "pipelined": pipelined,
+            "get_events": get_events,
+            "list_intents": list_intents,
             "baseline": baseline,
             "create_intent": create_intent,
             "update_state": update_state,
@@ -303,7 +332,15 @@ class Workload:
         async def record_cost(k: int, i: int) -> object:
             return await c.record_cost(intents[k], "tokens", 1500, "tokens", provider="openai")
 
+        async def get_events(k: int, i: int) -> object:
+            return await c.get_events(intents[k], limit=EVENTS_PER_SLOT)
+
+        async def list_intents(k: int, i: int) -> object:
+            return await c.list_intents(limit=50)
+
         return {
+            "get_events": get_events,
+            "list_intents": list_intents,
             "baseline": baseline,
             "create_intent": create_intent,
             "update_state": update_state,
@@ -477,6 +514,49 @@ def markdown_table(figures: list[Figure]) -> str:
     return "\n".join(out)
 
 
+def how_to_read() -> list[str]:
+    """What the core table's columns mean (the suite's report shares it)."""
+    return [
+        "## How to read",
+        "",
+        "- **baseline** is redis-py (`redis[hiredis]`, `decode_responses=True`) calling "
+        "`EVALSHA` of `bench/baseline.lua`: the Redis work of oibus's `patch_state` for a "
+        "one-key `set` on a small intent (HMGET, HGET, TIME, HSET x2, HINCRBY, XADD x2, "
+        "HGETALL x2) with none of oibus's validation and no reply decoding. It is the "
+        "limit for this client stack on this server.",
+        "- **sync** = `oibus.Client`, one call at a time; **async** = `oibus.AsyncClient`, "
+        f"one call at a time; **async x{CONCURRENCY}** = {CONCURRENCY} asyncio tasks calling "
+        "concurrently on one client (its connection pool). The baseline of each mode uses "
+        "the same client flavour and concurrency.",
+        "- `create_intent` makes a new small intent each call (title, description, one "
+        "state key); `update_state` sets one top-level key with the version from the previous "
+        "reply; `get_intent` reads one intent; `log_event` appends a custom event with a "
+        "one-key payload; `lease_pair` acquires and releases a lease (two calls: its ratio "
+        "is 2 x its ops/s over the baseline's, the same number of round trips); "
+        "`record_cost` records a token cost (no budget set); `get_events` reads a page of "
+        f"{EVENTS_PER_SLOT} events of an intent; `list_intents` reads a page of 50 intents "
+        "(a merge over the 16 partitions' indexes).",
+        f"- **{PIPELINED}** is the baseline alone, {PIPELINE} EVALSHA per pipelined round "
+        "trip (its p50/p99 are per batch): the server's own limit for this work. oibus has "
+        "no batch call, so nothing stands beside it.",
+        "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode, taken per round "
+        "(the baseline ran in the same round, seconds apart) and then the median over the "
+        "rounds, so it can differ a little from the ratio of the two ops/s columns. The "
+        "target is "
+        f"≥ {TARGET} for each single-call figure (a benchmark target, not a test); `*` marks "
+        "a figure under it. `create_intent` does more Redis work than the baseline (three "
+        "index ZADDs, a bigger event), `get_intent` much less, so those two ratios are not "
+        "pure client overhead; `update_state` is the like-for-like one.",
+        "- p50/p99 are per-call latencies seen by the caller (with x16 they include queueing "
+        "in the event loop). **rounds ops/s** shows the spread over the rounds.",
+        "- **client CPU µs/op** is this process's CPU time (user + system, pinned to one "
+        "CPU) per call: the client stack's cost, oibus's Python included. **server µs/op** is "
+        "the server's own time per EVALSHA (INFO commandstats, read between figures; on an "
+        "external server other clients' EVALSHA calls would mix in). When client CPU + "
+        "server time is well under the latency, the rest is the kernel and the round trip.",
+    ]
+
+
 def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, Any] | None) -> str:
     facts = report["facts"]
     lines = [
@@ -495,38 +575,7 @@ def markdown(report: dict[str, Any], figures: list[Figure], previous: dict[str, 
         "",
         markdown_table(figures),
         "",
-        "## How to read",
-        "",
-        "- **baseline** is redis-py (`redis[hiredis]`, `decode_responses=True`) calling "
-        "`EVALSHA` of `bench/baseline.lua`: the Redis work of oibus's `patch_state` for a "
-        "one-key `set` on a small intent (HMGET, HGET, TIME, HSET x2, HINCRBY, XADD x2, "
-        "HGETALL x2) with none of oibus's validation and no reply decoding. It is the "
-        "limit for this client stack on this server.",
-        "- **sync** = `oibus.Client`, one call at a time; **async** = `oibus.AsyncClient`, "
-        f"one call at a time; **async x{CONCURRENCY}** = {CONCURRENCY} asyncio tasks calling "
-        "concurrently on one client (its connection pool). The baseline of each mode uses "
-        "the same client flavour and concurrency.",
-        "- `create_intent` makes a new small intent each call (title, description, one "
-        "state key); `update_state` sets one top-level key with the version from the previous "
-        "reply; `get_intent` reads one intent; `log_event` appends a custom event with a "
-        "one-key payload; `lease_pair` acquires and releases a lease (two calls: its ratio "
-        "is 2 x its ops/s over the baseline's, the same number of round trips); "
-        "`record_cost` records a token cost (no budget set).",
-        "- **x baseline** = oibus ops/s ÷ baseline ops/s of the same mode, taken per round "
-        "(the baseline ran in the same round, seconds apart) and then the median over the "
-        "rounds, so it can differ a little from the ratio of the two ops/s columns. The "
-        "target is "
-        f"≥ {TARGET} for each single-call figure (a benchmark target, not a test); `*` marks "
-        "a figure under it. `create_intent` does more Redis work than the baseline (three "
-        "index ZADDs, a bigger event), `get_intent` much less, so those two ratios are not "
-        "pure client overhead; `update_state` is the like-for-like one.",
-        "- p50/p99 are per-call latencies seen by the caller (with x16 they include queueing "
-        "in the event loop). **rounds ops/s** shows the spread over the rounds.",
-        "- **client CPU µs/op** is this process's CPU time (user + system, pinned to one "
-        "CPU) per call: the client stack's cost, oibus's Python included. **server µs/op** is "
-        "the server's own time per EVALSHA (INFO commandstats, read between figures; on an "
-        "external server other clients' EVALSHA calls would mix in). When client CPU + "
-        "server time is well under the latency, the rest is the kernel and the round trip.",
+        *how_to_read(),
     ]
     if report.get("sanity"):
         lines += ["", "**Sanity problems:** " + "; ".join(report["sanity"])]
@@ -622,12 +671,13 @@ def run(
     print(f"load avg:  {load_before}")
     print(f"namespace: {work.namespace} (oibus), {work.base_tag} (baseline)")
     print(
-        f"plan:      {len(OPS) * len(MODES)} figures x {args.rounds} rounds x {round_s:.2f} s "
+        f"plan:      {len(OPS) * len(MODES) + 1} figures x {args.rounds} rounds x {round_s:.2f} s "
         f"(+{warm_s:.2f} s warm-up each)",
         flush=True,
     )
 
     samples: dict[tuple[str, str], list[Sample]] = {(o, m): [] for m in MODES for o in OPS}
+    samples["baseline", PIPELINED] = []
     loop_factory = uvloop.new_event_loop if uvloop is not None else None
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -639,7 +689,10 @@ def run(
                 def measure(op: str, mode: str, seconds: float) -> Sample:
                     calls, usec = work.evalsha_stats()
                     cpu = time.process_time_ns()
-                    if mode == "sync":
+                    if mode == PIPELINED:
+                        sample = time_sync(sync_ops["pipelined"], seconds)
+                        sample.ops *= PIPELINE  # latencies stay per batch
+                    elif mode == "sync":
                         sample = time_sync(sync_ops[op], seconds)
                     else:
                         concurrency = 1 if mode == "async" else CONCURRENCY
@@ -655,11 +708,13 @@ def run(
                 for mode in MODES:  # warm-up: connections, script cache, first-call checks
                     for op in OPS:
                         measure(op, mode, warm_s)
+                measure("baseline", PIPELINED, warm_s)
                 for n in range(args.rounds):
                     order = OPS if n % 2 == 0 else tuple(reversed(OPS))
                     for mode in MODES:
                         for op in order:
                             samples[op, mode].append(measure(op, mode, round_s))
+                    samples["baseline", PIPELINED].append(measure("baseline", PIPELINED, round_s))
                     print(f"  round {n + 1}/{args.rounds} done", flush=True)
                 problems = work.sanity()
             finally:
@@ -684,6 +739,9 @@ def run(
                 for o, b in zip(samples[op, mode], samples["baseline", mode], strict=True)
             )
             figures.append(f)
+    piped = Figure.of("baseline", PIPELINED, samples["baseline", PIPELINED])
+    piped.ratio = 1.0
+    figures.append(piped)
     facts["load_after"] = tuple(round(x, 2) for x in os.getloadavg())
     print()
     print(text_table(figures))

@@ -177,7 +177,10 @@ def time_reads(
     return out
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
+def run(
+    args: argparse.Namespace, url: str, server_pid: int | None, into: dict[str, Any] | None = None
+) -> str:
+    """The report as Markdown; ``into`` (the suite's) receives the figures."""
     placement = place(server_pid)
     big = Dag(url, args.layers, args.width, args.fan_in, args.seed)
     small = Dag(url, 3, 3, 2, args.seed)
@@ -203,6 +206,15 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
         big.client.close()
         small.client.close()
     u, b, plain = lat["unblock"], lat["baseline"], lat["plain"]
+    if into is not None:
+        into["unblock"] = {
+            "count": len(u),
+            "p50_us": pct(u, 0.5),
+            "p99_us": pct(u, 0.99),
+            "baseline_p50_us": pct(b, 0.5),
+            "baseline_p99_us": pct(b, 0.99),
+            "sanity": problems,
+        }
 
     def row(name: str, xs: list[float]) -> str:
         return f"| {name} | {len(xs)} | {pct(xs, 0.5):.0f} | {pct(xs, 0.99):.0f} |"
@@ -253,7 +265,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.graphs", description=__doc__.split("\n")[0]
     )
@@ -268,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.layers, args.width, args.repeat = 5, 10, 3
-    report = report_on_server(args, run)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    report = report_on_server(parse_args(argv), run)
     return 0 if "sanity: ok" in report else 1
 
 

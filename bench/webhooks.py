@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -138,7 +139,10 @@ async def _raw(port: int, posts: int, workers: int) -> float:
         return per * workers / (time.perf_counter() - start)
 
 
-def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
+def run(
+    args: argparse.Namespace, url: str, server_pid: int | None, into: dict[str, Any] | None = None
+) -> str:
+    """The report as Markdown; ``into`` (the suite's) receives the figures."""
     placement = place(server_pid)
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
@@ -168,6 +172,11 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
             receiver.wait(timeout=10)
     import redis
 
+    if into is not None:
+        into["webhooks"] = [
+            {"subscriptions": s, "run": a, "deliveries": n, "per_s": rate, "raw_per_s": raw}
+            for s, a, n, rate, raw in rows
+        ]
     version = server_version(redis.Redis.from_url(url))
     lines = [
         "# Webhook benchmark",
@@ -190,7 +199,7 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks")
     parser.add_argument("--redis-url")
     parser.add_argument("--events", type=int, default=2000)
@@ -201,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out")
     parser.add_argument("--receiver", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.events, args.subscriptions = 100, [1, 2]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.receiver:
         asyncio.run(_receive(args.receiver))
         return 0
-    if args.smoke:
-        args.events, args.subscriptions = 100, [1, 2]
     report_on_server(args, run)
     return 0
 
