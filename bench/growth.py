@@ -251,7 +251,7 @@ def report(
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__.split("\n")[0])
     p.add_argument("--redis-url")
     p.add_argument("--full", action="store_true", help="also the 1,000,000-intent tier")
@@ -263,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds = 1, 0.3
-    report_on_server(args, run)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    report_on_server(parse_args(argv), run)
     return 0
 
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -55,11 +56,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError("openintent-server did not answer in time")
 
 
-def timed(fn: Any, seconds: float) -> dict[str, float]:
-    latencies: list[int] = []
+def _loop(fn: Any, deadline: int, latencies: list[int]) -> int:
     clock = time.perf_counter_ns
-    start = t = clock()
-    deadline = start + int(seconds * 1e9)
+    t = clock()
     i = 0
     while t < deadline:
         fn(i)
@@ -67,6 +66,31 @@ def timed(fn: Any, seconds: float) -> dict[str, float]:
         latencies.append(now - t)
         t = now
         i += 1
+    return t
+
+
+def timed(fn: Any, seconds: float, fns: list[Any] | None = None) -> dict[str, float]:
+    """One caller (``fn``), or one thread per function of ``fns`` calling at once."""
+    latencies: list[int] = []
+    start = time.perf_counter_ns()
+    deadline = start + int(seconds * 1e9)
+    if fns is None:
+        end = _loop(fn, deadline, latencies)
+    else:
+        ends: list[int] = []
+        per: list[list[int]] = [[] for _ in fns]
+
+        def work(k: int) -> None:
+            ends.append(_loop(fns[k], deadline, per[k]))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(len(fns))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        end = max(ends)
+        latencies = [x for lat in per for x in lat]
+    t = end
     latencies.sort()
     n = len(latencies)
 
@@ -81,11 +105,45 @@ def timed(fn: Any, seconds: float) -> dict[str, float]:
     }
 
 
+OPS = ("create_intent", "update_state", "log_event", "lease_pair", "get_intent")
+
+
+class Slot:
+    """One caller: its own client and intent (concurrent callers never share a version)."""
+
+    def __init__(self, client: Any, event_type: Any) -> None:
+        self.client, self.comment = client, event_type.COMMENT
+        self.intent = client.create_intent(
+            "benchmark intent", "a small intent", initial_state={"progress": 0}
+        )
+        self.version = self.intent.version
+
+    def create_intent(self, i: int) -> None:
+        self.client.create_intent(
+            "benchmark intent", "a small intent", initial_state={"progress": 0}
+        )
+
+    def update_state(self, i: int) -> None:
+        reply = self.client.update_state(self.intent.id, self.version, {"progress": i})
+        self.version = reply.version
+
+    def log_event(self, i: int) -> None:
+        self.client.log_event(self.intent.id, self.comment, {"n": i})
+
+    def lease_pair(self, i: int) -> None:
+        lease = self.client.acquire_lease(self.intent.id, "bench", 30)
+        self.client.release_lease(self.intent.id, lease.id)
+
+    def get_intent(self, i: int) -> None:
+        self.client.get_intent(self.intent.id)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--client-cpu", type=int)
     p.add_argument("--server-cpu", type=int)
+    p.add_argument("--concurrency", type=int, default=16, help="threads for the xN figures")
     args = p.parse_args()
     from openintent import OpenIntentClient  # type: ignore[import-not-found]
     from openintent.models import EventType  # type: ignore[import-not-found]
@@ -105,37 +163,21 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, proc)
             pin(proc.pid, args.server_cpu)
-            client = OpenIntentClient(url, api_key=API_KEY, agent_id="bench")
-            intent = client.create_intent(
-                "benchmark intent", "a small intent", initial_state={"progress": 0}
-            )
-            version = [intent.version]
-
-            def create(i: int) -> None:
-                client.create_intent(
-                    "benchmark intent", "a small intent", initial_state={"progress": 0}
+            slots = [
+                Slot(OpenIntentClient(url, api_key=API_KEY, agent_id=f"bench{k}"), EventType)
+                for k in range(args.concurrency)
+            ]
+            results: dict[str, Any] = {}
+            for name in OPS:
+                timed(getattr(slots[0], name), min(0.3, args.seconds))  # warm-up
+                results[name] = timed(getattr(slots[0], name), args.seconds)
+                results[f"{name} x{args.concurrency}"] = timed(
+                    None, args.seconds, [getattr(s, name) for s in slots]
                 )
-
-            def update(i: int) -> None:
-                version[0] = client.update_state(intent.id, version[0], {"progress": i}).version
-
-            def log(i: int) -> None:
-                client.log_event(intent.id, EventType.COMMENT, {"n": i})
-
-            def lease_pair(i: int) -> None:
-                lease = client.acquire_lease(intent.id, "bench", 30)
-                client.release_lease(intent.id, lease.id)
-
-            def get(i: int) -> None:
-                client.get_intent(intent.id)
-
-            ops = {"create_intent": create, "update_state": update, "log_event": log,
-                   "lease_pair": lease_pair, "get_intent": get}  # fmt: skip
-            for fn in ops.values():  # warm-up
-                timed(fn, min(0.3, args.seconds))
-            results = {name: timed(fn, args.seconds) for name, fn in ops.items()}
-            final = client.get_intent(intent.id)
-            results["sanity"] = {"version_kept": version[0], "version_read": final.version}
+            results["sanity"] = {
+                "version_kept": sum(s.version for s in slots),
+                "version_read": sum(s.client.get_intent(s.intent.id).version for s in slots),
+            }
             import openintent  # type: ignore[import-not-found]
 
             results["version"] = getattr(openintent, "__version__", "?")

@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-peers", action="store_true", help="skip the peers (no install)")
     p.add_argument("--out", help="write the Markdown report here (bench/RESULTS.md)")
     p.add_argument("--json", help="also write the raw figures as JSON here")
+    p.add_argument("--compare", help="a --json file of an earlier run: its ratios beside these")
     return p.parse_args(argv)
 
 
@@ -115,26 +116,34 @@ def summary(result: dict[str, Any]) -> list[str]:
         "| figure | oibus | raw baseline | x baseline | reference server | x reference | target |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    base = _fig(core_report, "baseline", "sync")
-    for op in PEER_OPS:
-        f = _fig(core_report, op, "sync")
-        if f is None or base is None:
-            continue
-        calls = core.CALLS.get(op, 1)
-        peer = ref.get(op, {}).get("ops_per_s") if "skipped" not in ref else None
-        x_ref = f["ops_per_s"] / peer if peer else None
-        target = (
-            f"≥ {TARGET_PEER:.0f}x reference"
-            if op in ("create_intent", "update_state", "lease_pair")
-            else ""
-        )
-        met = "" if x_ref is None or not target else (" met" if x_ref >= TARGET_PEER else " MISSED")
-        lines.append(
-            f"| {op} (sync, ops/s{', pairs' if calls > 1 else ''}) | {f['ops_per_s']:,.0f} | "
-            f"{base['ops_per_s'] / calls:,.0f} | {f['ratio']:.2f} | "
-            f"{'-' if peer is None else f'{peer:,.0f}'} | "
-            f"{'-' if x_ref is None else f'{x_ref:,.0f}x'} | {target}{met} |"
-        )
+    x16 = f"async x{core.CONCURRENCY}"
+    for mode, peer_suffix, label in (
+        ("sync", "", "sync"),
+        (x16, " x16", "x16: async tasks / threads"),
+    ):
+        base = _fig(core_report, "baseline", mode)
+        for op in PEER_OPS:
+            f = _fig(core_report, op, mode)
+            if f is None or base is None:
+                continue
+            calls = core.CALLS.get(op, 1)
+            found = ref.get(op + peer_suffix) if "skipped" not in ref else None
+            peer = found["ops_per_s"] if found else None
+            x_ref = f["ops_per_s"] / peer if peer else None
+            gated = op in ("create_intent", "update_state", "lease_pair")
+            target = f"≥ {TARGET_PEER:.0f}x reference" if gated else ""
+            met = (
+                ""
+                if x_ref is None or not gated
+                else (" met" if x_ref >= TARGET_PEER else " MISSED")
+            )
+            lines.append(
+                f"| {op} ({label}, {'pairs' if calls > 1 else 'calls'}/s) | "
+                f"{f['ops_per_s']:,.0f} | "
+                f"{base['ops_per_s'] / calls:,.0f} | {f['ratio']:.2f} | "
+                f"{'-' if peer is None else f'{peer:,.0f}'} | "
+                f"{'-' if x_ref is None else f'{x_ref:,.0f}x'} | {target}{met} |"
+            )
     drain = cons.get("drain", {})
     if "agent" in drain:
         c10 = bull.get("drain_c10") if "skipped" not in bull else None
@@ -177,9 +186,11 @@ def summary(result: dict[str, Any]) -> list[str]:
     else:
         lines.append(
             "Reference server (openintent 0.17.0, SQLite in a temporary file, its own "
-            "`OpenIntentClient`, one call at a time): "
+            "`OpenIntentClient`; one call at a time, and 16 threads each with its own client "
+            "and intent): "
             + ", ".join(
-                f"{op} {ref[op]['ops_per_s']:,.0f}/s (p50 {ref[op]['p50_us'] / 1000:.1f} ms)"
+                f"{op} {ref[op]['ops_per_s']:,.0f}/s (p50 {ref[op]['p50_us'] / 1000:.1f} ms; "
+                f"x16 {ref[op + ' x16']['ops_per_s']:,.0f}/s)"
                 for op in PEER_OPS
             )
             + f"; sanity: versions {ref['sanity']['version_kept']} kept / "
@@ -205,7 +216,38 @@ def how_to_read_lines() -> list[str]:
     ]
 
 
-def markdown(result: dict[str, Any], command: str) -> str:
+def _cells(lines: list[str]) -> dict[str, list[str]]:
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| figure")]
+    return {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in r.strip("|").split("|")] for r in rows)
+    }
+
+
+def comparison(result: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    """The headline's ratios of an earlier run beside this run's (the machine is noisy:
+    two runs show how far a figure moves by itself)."""
+    now, before = _cells(summary(result)), _cells(summary(previous))
+    lines = [
+        "## The same figures in the earlier run",
+        "",
+        f"Earlier run: {previous['core']['date']}, `{previous['core']['command']}`.",
+        "",
+        "| figure | oibus: earlier → now | x baseline: earlier → now "
+        "| x reference or peer: earlier → now |",
+        "|---|---:|---:|---:|",
+    ]
+    for figure, cells in now.items():
+        old = before.get(figure)
+        if old is None:
+            continue
+        lines.append(
+            f"| {figure} | {old[0]} → {cells[0]} | {old[2]} → {cells[2]} | {old[4]} → {cells[4]} |"
+        )
+    return [*lines, ""]
+
+
+def markdown(result: dict[str, Any], command: str, previous: dict[str, Any] | None = None) -> str:
     c = result["core"]
     facts = c["facts"]
     head = [
@@ -228,6 +270,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
     body = [
         *summary(result),
         "",
+        *(comparison(result, previous) if previous is not None else []),
         "## Core calls beside the raw baseline",
         "",
         core.markdown_table(figures),
@@ -258,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = run(args, url, server.pid, "embedded, started by the benchmark", command)
             finally:
                 server.stop()
-    text = markdown(result, command)
+    previous = json.loads(Path(args.compare).read_text()) if args.compare else None
+    text = markdown(result, command, previous)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
