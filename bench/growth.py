@@ -46,6 +46,8 @@ OPS = ("baseline", "get_intent", "update_state", "log_event", "create_intent",
        "list_intents", "get_events")  # fmt: skip
 EVENTS = 10
 BATCH = 500
+SETTLE = 3.0
+"""Seconds the server is left alone after a tier is loaded, before the calls are timed."""
 SAMPLE = 200
 """Intents whose keys ``MEMORY USAGE`` reads at each tier."""
 
@@ -88,7 +90,9 @@ def memory_per_intent(client: oibus.Client, r: redis.Redis, ids: list[str]) -> f
     return sum(sizes) / len(picked)
 
 
-def measure_tier(work: Workload, ids: list[str], rounds: int, seconds: float) -> dict[str, Any]:
+def measure_tier(
+    work: Workload, ids: list[str], rounds: int, seconds: float, settle: float = SETTLE
+) -> dict[str, Any]:
     ops = work.sync_ops()
     c = work.sync_client
     probe = ids[0]
@@ -127,11 +131,15 @@ def measure_tier(work: Workload, ids: list[str], rounds: int, seconds: float) ->
         "get_events": get_events,
     }
     samples: dict[str, list[Sample]] = {op: [] for op in OPS}
+    time.sleep(settle)  # the server's background work after the bulk load (rehashing)
     for op in OPS:  # warm-up
         time_sync(fns[op], min(0.1, seconds))
     for n in range(rounds):
         for op in OPS if n % 2 == 0 else tuple(reversed(OPS)):
-            samples[op].append(time_sync(fns[op], seconds))
+            cpu = time.process_time_ns()
+            sample = time_sync(fns[op], seconds)
+            sample.client_cpu_us = (time.process_time_ns() - cpu) / 1000 / max(1, sample.ops)
+            samples[op].append(sample)
     out: dict[str, Any] = {}
     for op in OPS:
         rows = samples[op]
@@ -139,6 +147,7 @@ def measure_tier(work: Workload, ids: list[str], rounds: int, seconds: float) ->
             "ops_per_s": median(s.ops_per_s for s in rows),
             "p50_us": median(s.p50_us for s in rows),
             "p99_us": median(s.p99_us for s in rows),
+            "client_cpu_us": median(s.client_cpu_us for s in rows),
             "ratio": median(
                 s.ops_per_s / b.ops_per_s for s, b in zip(rows, samples["baseline"], strict=True)
             ),
@@ -166,7 +175,13 @@ def run(args: argparse.Namespace, url: str, server_pid: int | None) -> str:
                 "memory_sampled": memory_per_intent(work.sync_client, r, ids),
                 "memory_info": (used - before) / len(ids),
                 "used_memory": used,
-                "calls": measure_tier(work, ids, args.rounds, args.seconds / args.rounds),
+                "calls": measure_tier(
+                    work,
+                    ids,
+                    args.rounds,
+                    args.seconds / args.rounds,
+                    0.0 if args.smoke else SETTLE,
+                ),
             }
             results.append(row)
             print(
@@ -228,7 +243,8 @@ def report(
     for op in OPS:
         cells = [
             f"{row['calls'][op]['ops_per_s']:,.0f}/s (x{row['calls'][op]['ratio']:.2f}), "
-            f"p50 {row['calls'][op]['p50_us']:.0f} µs"
+            f"p50 {row['calls'][op]['p50_us']:.0f} µs, client CPU "
+            f"{row['calls'][op].get('client_cpu_us', 0):.0f} µs"
             for row in results
         ]
         drift = results[-1]["calls"][op]["ratio"] / first[op]["ratio"] if first[op]["ratio"] else 0
@@ -241,7 +257,9 @@ def report(
         "the baseline itself: its ops/s), so background noise that slows a whole round "
         "cancels; the target is within 15 % (0.85 to 1.15). `get_intent` and `log_event` pick a "
         "random intent among all of them each call; `list_intents` reads the newest page of "
-        "50; `get_events` reads a page of 100 of one intent.",
+        "50; `get_events` reads a page of 100 of one intent. **client CPU** is this "
+        "process's CPU time per call: when it stays flat while a call slows, the extra "
+        "time is the server's (memory) or the round trip's, not oibus's Python.",
     ]
     if problems:
         lines += ["", "**Sanity problems:** " + "; ".join(problems)]
@@ -255,8 +273,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__.split("\n")[0])
     p.add_argument("--redis-url")
     p.add_argument("--full", action="store_true", help="also the 1,000,000-intent tier")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=3.0, help="per figure and tier")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=5.0, help="per figure and tier")
     p.add_argument("--smoke", action="store_true", help="100 and 1,000 intents, short")
     p.add_argument("--out")
     p.add_argument("--command", help=argparse.SUPPRESS)
