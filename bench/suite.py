@@ -266,6 +266,11 @@ def markdown(result: dict[str, Any], command: str, previous: dict[str, Any] | No
         f"{facts['load_after']}",
         "",
     ]
+    head += [
+        "Targets missed, by how much and why, with the next lever: "
+        "[MISSES.md](MISSES.md) (written by hand from these runs and a profile).",
+        "",
+    ]
     figures = [core.Figure(**f) for f in c["figures"]]
     body = [
         *summary(result),
