@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -766,17 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = command_line(argv)
     previous = json.loads(Path(args.compare).read_text()) if args.compare else None
-    if args.redis_url:
-        report = run(args, args.redis_url, None, "external", command)
-    else:
-        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-            server = EmbeddedServer(tmp, appendonly=False)
-            url = server.start()
-            try:
-                assert server.pid is not None
-                report = run(args, url, server.pid, "embedded, started by the benchmark", command)
-            finally:
-                server.stop()
+    report = on_server(args.redis_url, lambda url, pid, kind: run(args, url, pid, kind, command))
     figures = [Figure(**f) for f in report["figures"]]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
@@ -786,27 +776,36 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if report["sanity"] else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+T = TypeVar("T")
+
+
+def on_server(redis_url: str | None, run_one: Callable[[str, int | None, str], T]) -> T:
+    """``run_one(url, server_pid, kind)`` on ``redis_url``, or on an embedded engine started
+    for it in a temporary directory (and stopped after). Every benchmark starts its server
+    this way."""
+    if redis_url:
+        return run_one(redis_url, None, "external")
+    with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
+        server = EmbeddedServer(tmp, appendonly=False)
+        url = server.start()
+        try:
+            return run_one(url, server.pid, "embedded, started by the benchmark")
+        finally:
+            server.stop()
 
 
 def report_on_server(
     args: argparse.Namespace, run_one: Callable[[argparse.Namespace, str, int | None], str]
 ) -> str:
     """Run ``run_one(args, url, server_pid)`` on ``args.redis_url``, or on an embedded engine
-    started for it in a temporary directory; print the report and write it to
-    ``args.out`` when given. The other benchmarks share this."""
-    if args.redis_url:
-        report = run_one(args, args.redis_url, None)
-    else:
-        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-            server = EmbeddedServer(tmp, appendonly=False)
-            url = server.start()
-            try:
-                report = run_one(args, url, server.pid)
-            finally:
-                server.stop()
+    started for it; print the report and write it to ``args.out`` when given. The other
+    benchmarks share this."""
+    report = on_server(args.redis_url, lambda url, pid, kind: run_one(args, url, pid))
     print(report)
     if args.out:
         Path(args.out).write_text(report)
     return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from oibus.embedded import EmbeddedServer
 
 from . import agents, core, graphs, growth, peers, webhooks
 
@@ -70,7 +66,7 @@ def run(
     core_args = core.parse_args(smoke or ["--seconds", "4", "--rounds", "8"])
     core_report = core.run(core_args, url, server_pid, kind, command)
     seconds = 0.5 if args.smoke else 4.0
-    cpus = (core.CLIENT_CPU, core.SERVER_CPU) if len(os.sched_getaffinity(0)) >= 1 else (None, None)
+    cpus = (core.CLIENT_CPU, core.SERVER_CPU)
     if args.no_peers:
         reference: dict[str, Any] = {"skipped": "--no-peers"}
         bull: dict[str, Any] = {"skipped": "--no-peers"}
@@ -282,10 +278,7 @@ def markdown(result: dict[str, Any], command: str, previous: dict[str, Any] | No
         "",
         *how_to_read_lines(),
     ]
-    demoted = [
-        s.replace("\n# ", "\n## ", 1) if s.startswith("#") else s for s in result["sections"]
-    ]
-    sections = ["#" + s if s.startswith("# ") else s for s in demoted]
+    sections = ["#" + s if s.startswith("# ") else s for s in result["sections"]]
     return "\n".join(head + body) + "\n\n" + "\n".join(sections)
 
 
@@ -296,16 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None
         else shlex.join(["python", "-m", "bench.suite", *argv])
     )
-    if args.redis_url:
-        result = run(args, args.redis_url, None, "external", command)
-    else:
-        with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-            server = EmbeddedServer(tmp, appendonly=False)
-            url = server.start()
-            try:
-                result = run(args, url, server.pid, "embedded, started by the benchmark", command)
-            finally:
-                server.stop()
+    result = core.on_server(
+        args.redis_url, lambda url, pid, kind: run(args, url, pid, kind, command)
+    )
     previous = json.loads(Path(args.compare).read_text()) if args.compare else None
     text = markdown(result, command, previous)
     print(text)

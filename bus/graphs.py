@@ -128,12 +128,10 @@ def tree_lines(graph: IntentGraph) -> list[TreeLine]:
         if edge.kind == "parent" and edge.source in nodes and edge.target in nodes:
             children.setdefault(edge.source, []).append(edge.target)
     top = graph.root
-    seen_up = {top}
-    while (
-        up := nodes[top].parent_intent_id if top in nodes else None
-    ) in nodes and up not in seen_up:
-        assert up is not None
-        seen_up.add(up)
+    climbed = {top}
+    while top in nodes and (up := nodes[top].parent_intent_id) in nodes and up not in climbed:
+        assert up is not None  # a parent id found in ``nodes``
+        climbed.add(up)
         top = up
     lines: list[TreeLine] = []
     drawn: set[str] = set()

@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 import anyio
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ResponseError
 
 from ..bus.doctor import BusFacts, GroupFacts, NodeFacts
@@ -33,7 +34,7 @@ def mode_of(client: AsyncClient) -> Mode:
     if is_cluster(client.redis):
         return "cluster"
     pool = cast(Redis, client.redis).connection_pool
-    return "sentinel" if type(pool).__name__ == "SentinelConnectionPool" else "standalone"
+    return "sentinel" if isinstance(pool, SentinelConnectionPool) else "standalone"
 
 
 @asynccontextmanager
@@ -118,7 +119,7 @@ class _Stream(msgspec.Struct):
     """consumer → idle ms"""
 
 
-async def _group_rows(redis: Any, key: str) -> list[dict[str, Any]]:
+async def group_rows(redis: Any, key: str) -> list[dict[str, Any]]:
     try:
         return cast("list[dict[str, Any]]", await redis.xinfo_groups(key))
     except ResponseError:  # no such stream yet
@@ -133,9 +134,10 @@ async def _consumers(redis: Any, key: str, group: str) -> dict[str, int]:
     return {str(row["name"]): int(row.get("idle", 0)) for row in rows}
 
 
-async def group_facts(client: AsyncClient) -> list[GroupFacts]:
+async def group_facts(client: AsyncClient, daemons: list[str] | None = None) -> list[GroupFacts]:
     """Every consumer group on the partition buses, summed over the partitions, and the
-    webhook delivery group summed over the subscriptions' queues."""
+    webhook delivery group summed over the subscriptions' queues. ``daemons``: the live
+    daemons, when the caller has read them already."""
     ks = client.keyspace
     redis: Any = client.redis
     found: dict[tuple[str, str], _Stream] = {}
@@ -145,7 +147,7 @@ async def group_facts(client: AsyncClient) -> list[GroupFacts]:
     keys += [("webhooks", ks.webhook_queue(s)) for s in sids]
 
     async def read(kind: str, key: str) -> None:
-        for row in await _group_rows(redis, key):
+        for row in await group_rows(redis, key):
             name = str(row["name"])
             consumers = await _consumers(redis, key, name)
             acc = found.setdefault((kind, name), _Stream())
@@ -160,9 +162,11 @@ async def group_facts(client: AsyncClient) -> list[GroupFacts]:
         for kind, key in keys:
             tg.start_soon(read, kind, key)
     out: list[GroupFacts] = []
+    if daemons is None and found:
+        daemons = await live_daemons(client._runner, ks)
     for (kind, name), acc in sorted(found.items()):
         names = sorted(acc.consumers)
-        live = await _live_consumers(client, kind, name, names)
+        live = await _live_consumers(client, kind, name, names, set(daemons or ()))
         out.append(
             GroupFacts(
                 name=name,
@@ -179,7 +183,7 @@ async def group_facts(client: AsyncClient) -> list[GroupFacts]:
 
 
 async def _live_consumers(
-    client: AsyncClient, kind: str, group: str, names: list[str]
+    client: AsyncClient, kind: str, group: str, names: list[str], daemons: set[str]
 ) -> list[str]:
     """A consumer is live while its heartbeat key exists: daemons beat under their id,
     SDK consumers and agents under the group and consumer name. Webhook workers hold
@@ -187,10 +191,9 @@ async def _live_consumers(
     ks = client.keyspace
     if not names:
         return []
-    if kind == "webhooks" or group == DAEMON_GROUP:
-        daemons = set(await live_daemons(client._runner, ks))
-        if kind == "webhooks":
-            return names if daemons else []
+    if kind == "webhooks":
+        return names if daemons else []
+    if group == DAEMON_GROUP:
         return [n for n in names if n in daemons]
     beats = await client._runner.commands(
         [("EXISTS", ks.consumer_heartbeat(group, n)) for n in names]
@@ -218,6 +221,7 @@ async def bus_facts(client: AsyncClient) -> BusFacts:
         info = await cast(Any, client.redis).cluster_info()
         cluster_state = str(info.get("cluster_state", "?"))
     recorded = await client._runner.command("HGET", ks.meta, "partitions")
+    daemons = await live_daemons(client._runner, ks)
     return BusFacts(
         mode=mode_of(client),
         namespace=ks.namespace,
@@ -226,8 +230,8 @@ async def bus_facts(client: AsyncClient) -> BusFacts:
         nodes=facts,
         cluster_state=cluster_state,
         scripts=len(default_registry()),
-        groups=await group_facts(client),
-        live_daemons=await live_daemons(client._runner, ks),
+        groups=await group_facts(client, daemons),
+        live_daemons=daemons,
         dead_letters=await dead_letter_sizes(client),
         round_trip_ms=rtt,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -207,5 +206,12 @@ def table(rows: list[list[str]], header: list[str]) -> None:
         click.echo(styled(line, bold=True) if n == 0 else line)
 
 
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
+def listing(
+    rows: list[list[str]], header: list[str], empty: str | None, cursor: str | None = None
+) -> None:
+    """A page as a table: ``empty`` when there is nothing, and how to ask for more."""
+    if not rows and empty is not None:
+        click.echo(empty)
+    table(rows, header)
+    if cursor:
+        click.echo(f"more: --cursor {cursor}")

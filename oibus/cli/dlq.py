@@ -9,7 +9,7 @@ from ..bus.errors import NotFoundError, ValidationError
 from ..daemon import deadletters
 from ..daemon.deadletters import KINDS, Letter, ReplayResult
 from ..sdk import AsyncClient
-from ._common import Group, Target, bus_command, table
+from ._common import Group, Target, bus_command, listing
 
 kind_option = click.option(
     "--kind",
@@ -53,12 +53,12 @@ def list_(target: Target, kind: str, limit: int, cursor: str | None) -> None:
 
     def text() -> None:
         click.echo(f"{total} {kind} dead letters")
-        table(
+        listing(
             [[x.id, f"{x.failed_at:%Y-%m-%d %H:%M:%S}", x.summary] for x in letters],
             ["ID", "FAILED", "WHAT"],
+            None,
+            next_cursor,
         )
-        if next_cursor:
-            click.echo(f"more: --cursor {next_cursor}")
 
     target.emit(
         {"kind": kind, "total": total, "letters": letters, "next_cursor": next_cursor}, text

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from ..bus.consuming import Delivery, Source, check_types, plan_source, wanted
+from ..bus.models import Event
 from ..sdk import Client
 from ..sdk._sync.events import join_events
 from ._common import Group, Target, bus_command, styled, to_json
-from .intents import event_line
 
 HISTORY_SCAN = 10
 """With a type filter, the history looks at most this many entries per line asked for."""
@@ -57,6 +57,18 @@ def history(client: Client, source: Source, types: frozenset[str] | None, n: int
     _, deliveries = join_events(client, source, found[-n:], True)
     # entry ids have millisecond resolution; the events' own times have microseconds
     return sorted(deliveries, key=lambda d: (d.event.created_at, d.entry_id))
+
+
+def event_line(event: Event, *, with_intent: bool = False) -> str:
+    """One line per event: time, (intent,) sequence number, type, actor, payload."""
+    where = f"{event.intent_id}  " if with_intent else ""
+    payload = to_json(event.payload) if event.payload else ""
+    if len(payload) > 160:
+        payload = payload[:157] + "..."
+    return (
+        f"{event.created_at:%H:%M:%S.%f}"[:-3]
+        + f"  {where}#{event.seq}  {type_text(event.event_type)}  {event.actor}  {payload}"
+    ).rstrip()
 
 
 @events.command("tail")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from redis.exceptions import ResponseError
 
 from ..bus.doctor import Finding, diagnose, worst
 from ..bus.errors import NotFoundError, ValidationError
 from ..bus.registry import default_registry
-from ..daemon.admin import bus_facts, bus_stats, group_facts, primaries
+from ..daemon.admin import bus_facts, bus_stats, group_facts, group_rows, primaries
 from ..daemon.config import GROUP as DAEMON_GROUP
 from ..sdk import AsyncClient
 from ._common import (
@@ -19,9 +18,9 @@ from ._common import (
     Group,
     Target,
     bus_command,
+    listing,
     status_text,
     styled,
-    table,
 )
 
 LEVEL_STYLE = {"ok": ("ok", "green"), "warn": ("WARN", "yellow"), "unsafe": ("UNSAFE", "red")}
@@ -93,9 +92,7 @@ def groups(target: Target, ctx: click.Context) -> None:
     found = target.run(group_facts)
 
     def text() -> None:
-        if not found:
-            click.echo("no consumer groups")
-        table(
+        listing(
             [
                 [
                     g.name,
@@ -109,6 +106,7 @@ def groups(target: Target, ctx: click.Context) -> None:
                 for g in found
             ],
             ["GROUP", "KIND", "STREAMS", "LIVE", "PENDING", "LAG", "IDLE"],
+            "no consumer groups",
         )
 
     target.emit({"groups": found}, text)
@@ -133,7 +131,7 @@ def groups_delete(target: Target, name: str, yes: bool) -> None:
     async def go(client: AsyncClient) -> tuple[int, int]:
         redis: Any = client.redis
         keys = [client.keyspace.bus(p) for p in range(client.keyspace.partitions)]
-        found = [k for k in keys if any(g["name"] == name for g in await _groups(redis, k))]
+        found = [k for k in keys if any(g["name"] == name for g in await group_rows(redis, k))]
         pending = 0
         for key in found:
             pending += int((await redis.xpending(key, name))["pending"])
@@ -153,13 +151,6 @@ def groups_delete(target: Target, name: str, yes: bool) -> None:
             + ("" if yes else "; add --yes to do it")
         ),
     )
-
-
-async def _groups(redis: Any, key: str) -> list[dict[str, Any]]:
-    try:
-        return list(await redis.xinfo_groups(key))
-    except ResponseError:
-        return []
 
 
 @click.command(cls=Command)

@@ -10,7 +10,8 @@ import msgspec
 from ..bus.errors import ValidationError
 from ..bus.models import Event, Intent, Lease, StatePatch
 from ..bus.statuses import IntentStatus
-from ._common import Group, Target, bus_command, status_text, table, to_json
+from ._common import Group, Target, bus_command, listing, status_text, to_json
+from .events import event_line
 
 STATUSES = [s.value for s in IntentStatus]
 
@@ -56,14 +57,12 @@ def list_(
         page = client.list_intents(status, created_by, parent, limit=limit, cursor=cursor)
 
     def text() -> None:
-        table(
+        listing(
             [[i.id, status_text(i.status), str(i.version), when(i), i.title] for i in page],
             ["ID", "STATUS", "VER", "UPDATED", "TITLE"],
+            "no intents",
+            page.next_cursor,
         )
-        if not page:
-            click.echo("no intents")
-        if page.next_cursor:
-            click.echo(f"more: --cursor {page.next_cursor}")
 
     target.emit({"intents": list(page), "next_cursor": page.next_cursor}, text)
 
@@ -135,20 +134,6 @@ def show_intent(
         click.echo("latest events:")
         for event in recent:
             click.echo("  " + event_line(event))
-
-
-def event_line(event: Event, *, with_intent: bool = False) -> str:
-    """One line per event: time, (intent,) sequence number, type, actor, payload."""
-    from .events import type_text  # the colours live with the tail
-
-    where = f"{event.intent_id}  " if with_intent else ""
-    payload = to_json(event.payload) if event.payload else ""
-    if len(payload) > 160:
-        payload = payload[:157] + "..."
-    return (
-        f"{event.created_at:%H:%M:%S.%f}"[:-3]
-        + f"  {where}#{event.seq}  {type_text(event.event_type)}  {event.actor}  {payload}"
-    ).rstrip()
 
 
 def parse_json_option(value: str | None, name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..bus.models import Lease
-from ._common import Group, Target, bus_command, styled, table
+from ._common import Group, Target, bus_command, listing, styled
 
 
 @click.group(cls=Group)
@@ -45,11 +45,10 @@ def list_(target: Target, intent_id: str, history: bool, limit: int) -> None:
         page = client.get_leases(intent_id, include_history=history, limit=limit)
 
     def text() -> None:
-        if not page:
-            click.echo("no leases" if history else "no live leases")
-        table(
+        listing(
             [_row(lease) for lease in page],
             ["SCOPE", "LEASE", "AGENT", "STATUS", "FENCE", "ACQUIRED", "EXPIRES", "ENDED"],
+            "no leases" if history else "no live leases",
         )
 
     target.emit({"leases": list(page), "next_cursor": page.next_cursor}, text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..bus.portfolios import Portfolio
-from ._common import Group, Target, bus_command, status_text, table
+from ._common import Group, Target, bus_command, listing, status_text, table
 
 
 @click.group(cls=Group)
@@ -34,14 +34,12 @@ def list_(target: Target, status: str | None, limit: int, cursor: str | None) ->
         page = client.list_portfolios(status, limit=limit, cursor=cursor)
 
     def text() -> None:
-        if not page:
-            click.echo("no portfolios")
-        table(
+        listing(
             [[p.id, status_text(p.status), _progress(p), p.name] for p in page],
             ["ID", "STATUS", "COMPLETED", "NAME"],
+            "no portfolios",
+            page.next_cursor,
         )
-        if page.next_cursor:
-            click.echo(f"more: --cursor {page.next_cursor}")
 
     target.emit({"portfolios": list(page), "next_cursor": page.next_cursor}, text)
 

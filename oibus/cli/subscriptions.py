@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from ..bus.subscriptions import Subscription
-from ._common import Group, Target, bus_command, styled, table
+from ._common import Group, Target, bus_command, listing, styled
 
 
 @click.group(cls=Group)
@@ -41,9 +41,7 @@ def list_(
         found = client.get_subscriptions(intent_id, portfolio_id, subscriber)
 
     def text() -> None:
-        if not found:
-            click.echo("no subscriptions")
-        table(
+        listing(
             [
                 [
                     s.id,
@@ -57,6 +55,7 @@ def list_(
                 for s in found
             ],
             ["ID", "SCOPE", "URL", "TYPES", "EXPIRES", "STATE", "SUBSCRIBER"],
+            "no subscriptions",
         )
 
     target.emit({"subscriptions": found}, text)
