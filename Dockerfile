@@ -17,12 +17,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-# Only what the wheel is made of. oibus/bus, oibus/sdk, oibus/daemon, oibus/lua and
-# oibus/examples are symbolic links to the top-level folders: copy both ends.
-COPY pyproject.toml README.md ./
+# Only what the wheel is made of: pyproject.toml maps each top-level folder to its
+# subpackage (oibus.bus is bus/, ...), so every mapped folder is copied.
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY bus ./bus
 COPY sdk ./sdk
 COPY daemon ./daemon
+COPY gateway ./gateway
 COPY lua ./lua
 COPY examples ./examples
 COPY oibus ./oibus

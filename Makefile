@@ -25,11 +25,14 @@ test: $(STAMP) lint
 unit: $(STAMP)
 	$(BIN)/python -m pytest -k fake
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+
+## typecheck: mypy --strict over the package as installed (see scripts/typecheck.py)
+typecheck: $(STAMP)
+	$(BIN)/python scripts/typecheck.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -18,12 +18,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from . import limits
-from .checks import check_json, check_text
-from .codec import STORED_ERRORS, to_datetime, unreadable
-from .errors import BusError, PayloadTooLargeError, ValidationError
-from .keyspace import Keyspace, check_id
-from .ops import Call
+from oibus.bus import limits
+from oibus.bus.checks import check_json, check_text
+from oibus.bus.codec import STORED_ERRORS, to_datetime, unreadable
+from oibus.bus.errors import BusError, PayloadTooLargeError, ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.ops import Call
 
 __all__ = ["ATTACHMENTS_PER_INTENT", "URL_BYTES", "Attachment"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codec import json_text
-from .errors import PayloadTooLargeError, ValidationError
+from oibus.bus.codec import json_text
+from oibus.bus.errors import PayloadTooLargeError, ValidationError
 
 
 def check_text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:

@@ -10,11 +10,11 @@ from typing import Any
 
 import msgspec
 
-from .errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
-from .limits import PATCH_OPS as PATCH_OPS_LIMIT
-from .limits import STATE_BYTES
-from .models import Event, Intent, Lease, StatePatch
-from .pointer import parse
+from oibus.bus.errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
+from oibus.bus.limits import PATCH_OPS as PATCH_OPS_LIMIT
+from oibus.bus.limits import STATE_BYTES
+from oibus.bus.models import Event, Intent, Lease, StatePatch
+from oibus.bus.pointer import parse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()

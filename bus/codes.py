@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from . import errors as e
+from oibus.bus import errors as e
 
 PREFIX = "OIBUS "
 

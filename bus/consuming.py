@@ -18,10 +18,10 @@ from typing import Final
 
 import msgspec
 
-from .checks import check_text
-from .errors import ValidationError
-from .keyspace import Keyspace, check_id
-from .models import Event
+from oibus.bus.checks import check_text
+from oibus.bus.errors import ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.models import Event
 
 START_NEW = "new"
 """Create the group at the end of the streams: only events appended after it exists."""

@@ -68,11 +68,11 @@ from typing import Any, Final
 
 import msgspec
 
-from .checks import check_json, check_text
-from .codec import to_datetime
-from .errors import ValidationError
-from .keyspace import Keyspace, check_id
-from .ops import Call
+from oibus.bus.checks import check_json, check_text
+from oibus.bus.codec import to_datetime
+from oibus.bus.errors import ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.ops import Call
 
 __all__ = [
     "AMOUNT_MAX",

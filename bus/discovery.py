@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import limits
-from .events import EventType
-from .keyspace import Keyspace
-from .models import ProtocolInfo
-from .statuses import IntentStatus
+from oibus.bus import limits
+from oibus.bus.events import EventType
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.models import ProtocolInfo
+from oibus.bus.statuses import IntentStatus
 
 PROTOCOL = "OpenIntent Coordination Protocol"
 PROTOCOL_VERSION = "1.0"

@@ -13,8 +13,8 @@ from typing import Final, Literal
 
 import msgspec
 
-from . import limits
-from .statuses import IntentStatus
+from oibus.bus import limits
+from oibus.bus.statuses import IntentStatus
 
 GRAPH_NODES: Final = 1000
 """Most intents one graph read (descendants, the whole graph) returns."""

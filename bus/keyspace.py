@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from .errors import ValidationError
-from .statuses import IntentStatus
+from redis.crc import key_slot as _redis_key_slot
+
+from oibus.bus.errors import ValidationError
+from oibus.bus.statuses import IntentStatus
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_PARTITIONS", "Keyspace", "group_of", "key_slot"]
 
 DEFAULT_NAMESPACE: Final = "oi"
 DEFAULT_PARTITIONS: Final = 16
-CLUSTER_SLOTS: Final = 16384
 
 _ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -299,23 +300,8 @@ def _tag_of(namespace: str, partitions: int, intent_id: str) -> str:
     return f"{{{namespace}:{zlib.crc32(group_of(intent_id).encode()) % partitions}}}"
 
 
-def _crc16(data: bytes) -> int:
-    """CRC16-XMODEM, the function Redis Cluster maps keys to slots with."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
-
-
 def key_slot(key: str) -> int:
-    """The Redis Cluster slot of a key, honouring the first non-empty ``{hash tag}``."""
-    raw = key.encode()
-    start = raw.find(b"{")
-    if start != -1:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            raw = raw[start + 1 : end]
-    return _crc16(raw) % CLUSTER_SLOTS
+    """The Redis Cluster slot of a key, honouring the first non-empty ``{hash tag}``.
+    redis-py's pure CRC16 (``redis.crc``, no connection code) is the one function ``bus``
+    takes from it: the cluster client routes with it, so the guard and the client agree."""
+    return _redis_key_slot(key.encode())

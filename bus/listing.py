@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import limits
-from .codec import to_micros
-from .errors import ValidationError
-from .keyspace import Keyspace, check_id
-from .models import Intent
-from .statuses import IntentStatus
+from oibus.bus import limits
+from oibus.bus.codec import to_micros
+from oibus.bus.errors import ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.models import Intent
+from oibus.bus.statuses import IntentStatus
 
 
 def check_limit(limit: object, maximum: int = limits.PAGE_MAX, field: str = "limit") -> int:

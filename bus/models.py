@@ -8,7 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from .statuses import IntentStatus
+from oibus.bus.statuses import IntentStatus
 
 T = TypeVar("T")
 

@@ -22,34 +22,34 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Context, Decimal
-from typing import Any, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
 
-from . import limits
-from .checks import check_json, check_text
-from .codec import decode_event
-from .costs import CostRecord, amount_of, decimal_of, micros_of
-from .errors import ValidationError
-from .models import Event
-from .ops import Call
+from oibus.bus import limits
+from oibus.bus.checks import check_json, check_text
+from oibus.bus.codec import decode_event
+from oibus.bus.costs import CostRecord, amount_of, decimal_of, micros_of
+from oibus.bus.errors import ValidationError
+from oibus.bus.events import EventType
+from oibus.bus.models import Event
+from oibus.bus.ops import Call
 
 __all__ = [
+    "KINDS",
+    "Kind",
     "LLMRequestPayload",
     "Observation",
     "Payload",
     "StreamPayload",
     "ToolCallPayload",
     "cost_metadata",
-    "llm_request_payload",
     "logged_event",
+    "observation_payload",
     "priced",
-    "required",
-    "stream_payload",
     "token_cost",
-    "tool_call_payload",
 ]
 
 REF_BYTES: Final = 256
@@ -64,11 +64,14 @@ Duration = int | float
 
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What the observability events carry; ``ref`` is the id the event is about."""
+    """What the observability events carry. ``REF`` names the field holding the id the
+    event is about: it is made up (a UUID) when the caller gives none."""
+
+    REF: ClassVar[str]
 
     @property
     def ref(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.REF))
 
     def body(self) -> dict[str, Any]:
         """The JSON object logged: fields left at their default are left out."""
@@ -77,6 +80,8 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 class ToolCallPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     """``tool_call_started``, ``tool_call_completed`` and ``tool_call_failed``."""
+
+    REF: ClassVar[str] = "tool_id"
 
     tool_name: str
     tool_id: str
@@ -89,15 +94,13 @@ class ToolCallPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     parent_request_id: str | None = None
     metadata: dict[str, Any] | None = None
 
-    @property
-    def ref(self) -> str:
-        return self.tool_id
-
 
 class LLMRequestPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     """``llm_request_started``, ``llm_request_completed`` and ``llm_request_failed``.
     ``cost``, ``cost_unit`` and ``cost_id`` are set when a price turned the usage into a
     cost record (``cost_id`` is that record's id)."""
+
+    REF: ClassVar[str] = "request_id"
 
     request_id: str
     provider: str
@@ -120,14 +123,12 @@ class LLMRequestPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     cost_id: str | None = None
     metadata: dict[str, Any] | None = None
 
-    @property
-    def ref(self) -> str:
-        return self.request_id
-
 
 class StreamPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     """``stream_started``, ``stream_chunk``, ``stream_completed`` and
     ``stream_cancelled``. ``request_id`` links a stream to its ``llm_request_*`` events."""
+
+    REF: ClassVar[str] = "stream_id"
 
     stream_id: str
     provider: str | None = None
@@ -141,10 +142,6 @@ class StreamPayload(Payload, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
     metadata: dict[str, Any] | None = None
 
-    @property
-    def ref(self) -> str:
-        return self.stream_id
-
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):
     """What an observability call wrote. ``id`` is the tool call's, request's or stream's
@@ -157,45 +154,36 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     cost: CostRecord | None = None
 
 
-# -- argument checks ------------------------------------------------------------------------
-def required(value: Any, field: str) -> Any:
-    """For the arguments that are optional elsewhere but not here (an id that must name
-    something already started, a chunk's index)."""
-    if value is None:
-        raise ValidationError(f"{field} is required", field=field)
-    return value
+# -- field checks ---------------------------------------------------------------------------
+# Each takes a value that is not None and the field's name, and returns what is stored.
+def _text(value: object, field: str) -> str:
+    return check_text(value, field, REF_BYTES)
 
 
-def _ref(value: object, field: str) -> str:
-    return str(uuid.uuid4()) if value is None else check_text(value, field, REF_BYTES)
+def _long_text(value: object, field: str) -> str:
+    return check_text(value, field, limits.TEXT_BYTES)
 
 
-def _text(value: object, field: str, max_bytes: int = REF_BYTES) -> str | None:
-    return None if value is None else check_text(value, field, max_bytes)
+def _content(value: object, field: str) -> str:
+    return check_text(value, field, limits.PAYLOAD_BYTES, required=False)
 
 
-def _count(value: object, field: str) -> int | None:
-    if value is None:
-        return None
+def _count(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= COUNT_MAX:
         raise ValidationError(f"{field} must be a whole number from 0 to {COUNT_MAX}", field=field)
     return value
 
 
-def _duration(value: object) -> Duration | None:
+def _duration(value: object, field: str) -> Duration:
     """Milliseconds as measured (``perf_counter`` differences are floats), kept to the
     microsecond."""
-    if value is None:
-        return None
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or not 0 <= value <= COUNT_MAX
     ):
-        raise ValidationError(
-            "duration_ms must be a number of milliseconds from 0 up", field="duration_ms"
-        )
+        raise ValidationError(f"{field} must be a number of milliseconds from 0 up", field=field)
     return value if isinstance(value, int) else round(value, 3)
 
 
@@ -205,17 +193,13 @@ def _json(value: Any, field: str) -> Any:
     return value
 
 
-def _object(value: object, field: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
+def _object(value: object, field: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValidationError(f"{field} must be a mapping", field=field)
     return dict(_json(dict(value), field))
 
 
-def _names(value: object, field: str) -> list[str] | None:
-    if value is None:
-        return None
+def _names(value: object, field: str) -> list[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ValidationError(f"{field} must be a list of names", field=field)
     if len(value) > TOOLS_MAX:
@@ -223,9 +207,7 @@ def _names(value: object, field: str) -> list[str] | None:
     return [check_text(name, field, REF_BYTES) for name in value]
 
 
-def _objects(value: object, field: str) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
+def _objects(value: object, field: str) -> list[dict[str, Any]]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ValidationError(f"{field} must be a list of mappings", field=field)
     out = []
@@ -236,9 +218,7 @@ def _objects(value: object, field: str) -> list[dict[str, Any]] | None:
     return list(_json(out, field))
 
 
-def _number(value: object, field: str) -> float | int | None:
-    if value is None:
-        return None
+def _number(value: object, field: str) -> float | int:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -255,115 +235,94 @@ def _flag(value: object, field: str) -> bool:
     return value
 
 
-# -- payloads -------------------------------------------------------------------------------
-def tool_call_payload(
-    *,
-    tool_name: object,
-    tool_id: object,
-    arguments: object,
-    result: Any = None,
-    error: object = None,
-    duration_ms: object = None,
-    provider: object = None,
-    model: object = None,
-    parent_request_id: object = None,
-    metadata: object = None,
-) -> ToolCallPayload:
-    return ToolCallPayload(
-        tool_name=check_text(tool_name, "tool_name", REF_BYTES),
-        tool_id=_ref(tool_id, "tool_id"),
-        arguments=_object(arguments, "arguments") or {},
-        result=_json(result, "result"),
-        error=_text(error, "error", limits.TEXT_BYTES),
-        duration_ms=_duration(duration_ms),
-        provider=_text(provider, "provider"),
-        model=_text(model, "model"),
-        parent_request_id=_text(parent_request_id, "parent_request_id"),
-        metadata=_object(metadata, "metadata"),
-    )
-
-
-def llm_request_payload(
-    *,
-    request_id: object,
-    provider: object,
-    model: object,
-    messages_count: object = None,
-    tools_available: object = None,
-    stream: object = None,
-    temperature: object = None,
-    max_tokens: object = None,
-    response_content: object = None,
-    tool_calls: object = None,
-    finish_reason: object = None,
-    prompt_tokens: object = None,
-    completion_tokens: object = None,
-    total_tokens: object = None,
-    duration_ms: object = None,
-    error: object = None,
-    metadata: object = None,
-) -> LLMRequestPayload:
-    """``total_tokens`` defaults to prompt + completion when both are known (some providers
-    report no total)."""
-    prompt = _count(prompt_tokens, "prompt_tokens")
-    completion = _count(completion_tokens, "completion_tokens")
-    total = _count(total_tokens, "total_tokens")
-    if total is None and prompt is not None and completion is not None:
-        total = prompt + completion
-    return LLMRequestPayload(
-        request_id=_ref(request_id, "request_id"),
-        provider=check_text(provider, "provider", REF_BYTES),
-        model=check_text(model, "model", REF_BYTES),
-        messages_count=_count(messages_count, "messages_count"),
-        tools_available=_names(tools_available, "tools_available"),
-        stream=None if stream is None else _flag(stream, "stream"),
-        temperature=_number(temperature, "temperature"),
-        max_tokens=_count(max_tokens, "max_tokens"),
-        response_content=(
-            None
-            if response_content is None
-            else check_text(
-                response_content, "response_content", limits.PAYLOAD_BYTES, required=False
-            )
+_CHECKS: Final[Mapping[str, Callable[[object, str], Any]]] = {
+    **dict.fromkeys(
+        (
+            "tool_name",
+            "tool_id",
+            "request_id",
+            "stream_id",
+            "parent_request_id",
+            "provider",
+            "model",
+            "finish_reason",
         ),
-        tool_calls=_objects(tool_calls, "tool_calls"),
-        finish_reason=_text(finish_reason, "finish_reason"),
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total,
-        duration_ms=_duration(duration_ms),
-        error=_text(error, "error", limits.TEXT_BYTES),
-        metadata=_object(metadata, "metadata"),
-    )
+        _text,
+    ),
+    **dict.fromkeys(("error", "reason"), _long_text),
+    **dict.fromkeys(
+        (
+            "messages_count",
+            "max_tokens",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "chunk_index",
+            "token_count",
+            "chunks_received",
+            "tokens_streamed",
+        ),
+        _count,
+    ),
+    "response_content": _content,
+    "duration_ms": _duration,
+    "result": _json,
+    "arguments": _object,
+    "metadata": _object,
+    "tools_available": _names,
+    "tool_calls": _objects,
+    "temperature": _number,
+    "stream": _flag,
+}
+"""Every field an observability call takes, and how its value is checked: one rule per
+field name, whichever event carries it."""
 
 
-def stream_payload(
-    *,
-    stream_id: object,
-    provider: object = None,
-    model: object = None,
-    request_id: object = None,
-    chunk_index: object = None,
-    token_count: object = None,
-    chunks_received: object = None,
-    tokens_streamed: object = None,
-    duration_ms: object = None,
-    reason: object = None,
-    metadata: object = None,
-) -> StreamPayload:
-    return StreamPayload(
-        stream_id=_ref(stream_id, "stream_id"),
-        provider=_text(provider, "provider"),
-        model=_text(model, "model"),
-        request_id=_text(request_id, "request_id"),
-        chunk_index=_count(chunk_index, "chunk_index"),
-        token_count=_count(token_count, "token_count"),
-        chunks_received=_count(chunks_received, "chunks_received"),
-        tokens_streamed=_count(tokens_streamed, "tokens_streamed"),
-        duration_ms=_duration(duration_ms),
-        reason=_text(reason, "reason", limits.TEXT_BYTES),
-        metadata=_object(metadata, "metadata"),
-    )
+# -- the events -----------------------------------------------------------------------------
+class Kind(NamedTuple):
+    """One observability event: the payload it carries and the fields its call must be
+    given (the rest may be left out)."""
+
+    payload: type[Payload]
+    required: tuple[str, ...] = ()
+
+
+KINDS: Final[Mapping[EventType, Kind]] = {
+    EventType.TOOL_CALL_STARTED: Kind(ToolCallPayload, ("tool_name",)),
+    EventType.TOOL_CALL_COMPLETED: Kind(ToolCallPayload, ("tool_name",)),
+    EventType.TOOL_CALL_FAILED: Kind(ToolCallPayload, ("tool_name",)),
+    EventType.LLM_REQUEST_STARTED: Kind(LLMRequestPayload, ("provider", "model")),
+    EventType.LLM_REQUEST_COMPLETED: Kind(LLMRequestPayload, ("provider", "model")),
+    EventType.LLM_REQUEST_FAILED: Kind(LLMRequestPayload, ("provider", "model")),
+    EventType.STREAM_STARTED: Kind(StreamPayload, ("provider", "model")),
+    EventType.STREAM_CHUNK: Kind(StreamPayload, ("stream_id", "chunk_index")),
+    EventType.STREAM_COMPLETED: Kind(StreamPayload, ("stream_id",)),
+    EventType.STREAM_CANCELLED: Kind(StreamPayload, ("stream_id",)),
+}
+
+
+def observation_payload(event_type: EventType, fields: Mapping[str, object]) -> Payload:
+    """The checked payload of an observability event from its call's arguments: a
+    required field given as None is refused; the id the event is about (``REF``) is
+    generated when not given; tool calls always carry their ``arguments`` (``{}``); an
+    LLM request's ``total_tokens`` defaults to prompt + completion when both are known
+    (some providers report no total)."""
+    kind = KINDS[event_type]
+    ref = kind.payload.REF
+    values: dict[str, Any] = {}
+    for field, value in fields.items():
+        if value is not None:
+            values[field] = _CHECKS[field](value, field)
+        elif field in kind.required:
+            raise ValidationError(f"{field} is required", field=field)
+    values.setdefault(ref, str(uuid.uuid4()))
+    if kind.payload is ToolCallPayload:
+        values.setdefault("arguments", {})
+    if kind.payload is LLMRequestPayload and values.get("total_tokens") is None:
+        prompt, completion = values.get("prompt_tokens"), values.get("completion_tokens")
+        if prompt is not None and completion is not None:
+            values["total_tokens"] = prompt + completion
+    return kind.payload(**values)
 
 
 def token_cost(

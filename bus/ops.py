@@ -10,13 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from . import limits
-from .checks import check_json, check_text
-from .codec import canonical_digest, encode_state_pairs, json_text
-from .errors import ValidationError
-from .events import RESERVED
-from .keyspace import Keyspace, check_id, group_of
-from .statuses import INITIAL, IntentStatus
+from oibus.bus import limits
+from oibus.bus.checks import check_json, check_text
+from oibus.bus.codec import canonical_digest, encode_state_pairs, json_text
+from oibus.bus.errors import ValidationError
+from oibus.bus.events import RESERVED
+from oibus.bus.keyspace import Keyspace, check_id, group_of
+from oibus.bus.statuses import INITIAL, IntentStatus
 
 _SCOPE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("5f0c3a52-6c3e-4f2b-9d0e-8b1c1e0a0b15")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import ValidationError
-from .limits import PATH_DEPTH
+from oibus.bus.errors import ValidationError
+from oibus.bus.limits import PATH_DEPTH
 
 
 def escape(token: str) -> str:

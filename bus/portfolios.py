@@ -29,15 +29,15 @@ from typing import Any, Final
 
 import msgspec
 
-from . import limits
-from .checks import check_json, check_text
-from .codec import STORED_ERRORS, json_text, to_datetime, unreadable
-from .costs import CostSummary, decode_summary
-from .errors import NotFoundError, ValidationError
-from .keyspace import Keyspace, check_id
-from .moves import Move
-from .ops import Call
-from .statuses import IntentStatus
+from oibus.bus import limits
+from oibus.bus.checks import check_json, check_text
+from oibus.bus.codec import STORED_ERRORS, json_text, to_datetime, unreadable
+from oibus.bus.costs import CostSummary, decode_summary
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.moves import Move
+from oibus.bus.ops import Call
+from oibus.bus.statuses import IntentStatus
 
 __all__ = [
     "MemberRole",

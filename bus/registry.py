@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 
-from .errors import ConfigurationError
+from oibus.bus.errors import ConfigurationError
 
 _INCLUDE = re.compile(r'^-- @include "([a-z_][a-z0-9_]*)"\s*$', re.MULTILINE)
 _HEADER = re.compile(r"\A--\[\[\n(.*?)\n\]\]", re.DOTALL)
@@ -159,5 +159,5 @@ def default_registry() -> Registry:
     """The scripts shipped in the package (``oibus/lua``), loaded once per process."""
     global _default  # noqa: PLW0603 - a process-wide cache of immutable data
     if _default is None:
-        _default = Registry.from_directory(resources.files("oibus") / "lua")
+        _default = Registry.from_directory(resources.files("oibus.lua"))
     return _default

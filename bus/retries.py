@@ -25,12 +25,12 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-from . import limits
-from .checks import check_text
-from .codec import STORED_ERRORS, json_text, to_datetime, unreadable
-from .errors import PayloadTooLargeError, ValidationError
-from .keyspace import Keyspace, check_id
-from .ops import Call
+from oibus.bus import limits
+from oibus.bus.checks import check_text
+from oibus.bus.codec import STORED_ERRORS, json_text, to_datetime, unreadable
+from oibus.bus.errors import PayloadTooLargeError, ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.ops import Call
 
 __all__ = [
     "FailureArgs",

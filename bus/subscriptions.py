@@ -32,11 +32,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from .checks import check_text
-from .codec import STORED_ERRORS, to_datetime, to_micros, unreadable
-from .errors import ValidationError
-from .keyspace import Keyspace, check_id
-from .ops import Call
+from oibus.bus.checks import check_text
+from oibus.bus.codec import STORED_ERRORS, to_datetime, to_micros, unreadable
+from oibus.bus.errors import ValidationError
+from oibus.bus.keyspace import Keyspace, check_id
+from oibus.bus.ops import Call
 
 __all__ = [
     "EVENT_TYPES",

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
-from .errors import ConfigurationError
+from oibus.bus.errors import ConfigurationError
 
 SENTINEL_SCHEME: Final = "redis+sentinel://"
 DEFAULT_SENTINEL_PORT: Final = 26379

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import msgspec
 
-from .codec import decode_event
-from .errors import ValidationError
+from oibus.bus.codec import decode_event
+from oibus.bus.errors import ValidationError
 
 __all__ = [
     "GROUP",

@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ResponseError
 
-from ..bus.doctor import BusFacts, GroupFacts, NodeFacts
-from ..bus.registry import default_registry
-from ..bus.statuses import IntentStatus
-from ..sdk._async.client import AsyncClient
-from ..sdk.fanin import is_cluster
-from .config import GROUP as DAEMON_GROUP
-from .liveness import live_daemons
+from oibus.bus.doctor import BusFacts, GroupFacts, NodeFacts
+from oibus.bus.registry import default_registry
+from oibus.bus.statuses import IntentStatus
+from oibus.daemon.config import GROUP as DAEMON_GROUP
+from oibus.daemon.liveness import live_daemons
+from oibus.sdk._async.client import AsyncClient
+from oibus.sdk.fanin import is_cluster
 
 Mode = Literal["standalone", "cluster", "sentinel"]
 

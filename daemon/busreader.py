@@ -19,11 +19,11 @@ import anyio
 import msgspec
 from redis.exceptions import ResponseError
 
-from ..bus.consuming import REPLAY_FOR
-from ..sdk._async.client import AsyncClient
-from .config import GROUP, DaemonConfig
-from .liveness import alive
-from .metrics import Metrics
+from oibus.bus.consuming import REPLAY_FOR
+from oibus.daemon.config import GROUP, DaemonConfig
+from oibus.daemon.liveness import alive
+from oibus.daemon.metrics import Metrics
+from oibus.sdk._async.client import AsyncClient
 
 Entry = tuple[str, dict[str, str]]
 DEAD_LETTERS_MAX = 1_000_000

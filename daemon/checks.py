@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from ..bus.errors import BusError, ConfigurationError
-from ..sdk._async.client import AsyncClient
+from oibus.bus.errors import BusError, ConfigurationError
+from oibus.sdk._async.client import AsyncClient
 
 _log = logging.getLogger("oibus.daemon")
 

@@ -11,9 +11,9 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
-from ..bus.errors import ConfigurationError
-from ..bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
-from ..bus.webhooks import WebhookConfig
+from oibus.bus.errors import ConfigurationError
+from oibus.bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from oibus.bus.webhooks import WebhookConfig
 
 GROUP = "oibus-daemon"
 """The consumer group every daemon reads the partition buses through (they share the work)."""

@@ -24,17 +24,17 @@ from typing import Any, Literal, cast, get_args
 
 import msgspec
 
-from ..bus.codec import to_datetime
-from ..bus.consuming import REPLAY_FOR
-from ..bus.errors import NotFoundError, ValidationError
-from ..bus.keyspace import Keyspace
-from ..bus.listing import check_event_cursor, check_limit
-from ..bus.models import Page
-from ..sdk._async.client import AsyncClient
-from .config import DaemonConfig
-from .handlers import BusHandlers
-from .metrics import Metrics
-from .webhooks import WebhookFanout, replay_dead_letters
+from oibus.bus.codec import to_datetime
+from oibus.bus.consuming import REPLAY_FOR
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Page
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.handlers import BusHandlers
+from oibus.daemon.metrics import Metrics
+from oibus.daemon.webhooks import WebhookFanout, replay_dead_letters
+from oibus.sdk._async.client import AsyncClient
 
 Kind = Literal["webhooks", "bus", "events"]
 KINDS: tuple[str, ...] = get_args(Kind)

@@ -21,14 +21,14 @@ from typing import Any, cast
 
 import msgspec
 
-from ..bus.moves import Move
-from ..bus.portfolios import REPAIRED_TYPES, sync_calls
-from ..bus.retries import trigger_fallback_call
-from ..sdk._async.client import AsyncClient
-from .busreader import Handler
-from .config import DaemonConfig
-from .metrics import Metrics
-from .sweeps import DueSweeper
+from oibus.bus.moves import Move
+from oibus.bus.portfolios import REPAIRED_TYPES, sync_calls
+from oibus.bus.retries import trigger_fallback_call
+from oibus.daemon.busreader import Handler
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.metrics import Metrics
+from oibus.daemon.sweeps import DueSweeper
+from oibus.sdk._async.client import AsyncClient
 
 _log = logging.getLogger("oibus.daemon")
 

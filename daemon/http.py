@@ -11,7 +11,7 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
-from .metrics import Metrics
+from oibus.daemon.metrics import Metrics
 
 _log = logging.getLogger("oibus.daemon")
 _MAX_REQUEST = 8192

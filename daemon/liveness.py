@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
-from ..bus.keyspace import Keyspace
-from ..sdk._async.runner import AsyncScriptRunner
+from oibus.bus.keyspace import Keyspace
+from oibus.sdk._async.runner import AsyncScriptRunner
 
 
 class Heartbeat:

@@ -13,9 +13,9 @@ from typing import Any, cast
 import anyio
 from redis.exceptions import ResponseError
 
-from ..sdk._async.client import AsyncClient
-from .config import DaemonConfig
-from .metrics import Metrics
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.metrics import Metrics
+from oibus.sdk._async.client import AsyncClient
 
 _log = logging.getLogger("oibus.daemon")
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import anyio
 
-from ..sdk._async.client import AsyncClient
-from .config import DaemonConfig
-from .liveness import live_daemons
-from .service import Daemon
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.liveness import live_daemons
+from oibus.daemon.service import Daemon
+from oibus.sdk._async.client import AsyncClient
 
 
 class _JsonFormatter(logging.Formatter):

@@ -17,17 +17,17 @@ from typing import Any
 
 import anyio
 
-from ..sdk._async.client import AsyncClient
-from .busreader import BusReader, Handler
-from .checks import check_server
-from .config import DaemonConfig
-from .handlers import BusHandlers
-from .http import serve
-from .liveness import Heartbeat
-from .metrics import Metrics
-from .retention import retention_loop
-from .sweeps import DueSweeper
-from .webhooks import WebhookFanout
+from oibus.daemon.busreader import BusReader, Handler
+from oibus.daemon.checks import check_server
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.handlers import BusHandlers
+from oibus.daemon.http import serve
+from oibus.daemon.liveness import Heartbeat
+from oibus.daemon.metrics import Metrics
+from oibus.daemon.retention import retention_loop
+from oibus.daemon.sweeps import DueSweeper
+from oibus.daemon.webhooks import WebhookFanout
+from oibus.sdk._async.client import AsyncClient
 
 _log = logging.getLogger("oibus.daemon")
 

@@ -17,12 +17,12 @@ from typing import Any, Literal, cast
 
 import anyio
 
-from ..bus.errors import BusError
-from ..bus.ops import Call
-from ..bus.retries import dispatch_retry_call
-from ..sdk._async.client import AsyncClient
-from .config import DaemonConfig
-from .metrics import Metrics
+from oibus.bus.errors import BusError
+from oibus.bus.ops import Call
+from oibus.bus.retries import dispatch_retry_call
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.metrics import Metrics
+from oibus.sdk._async.client import AsyncClient
 
 Kind = Literal["lease", "retry"]
 

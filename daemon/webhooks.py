@@ -51,17 +51,17 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from .. import _version
-from ..bus.checks import check_text
-from ..bus.codec import to_datetime
-from ..bus.errors import BusError
-from ..bus.keyspace import Keyspace
-from ..bus.listing import check_event_cursor, check_limit
-from ..bus.models import Page
-from ..bus.ops import Call
-from ..bus.registry import default_registry
-from ..bus.subscriptions import StoredSubscription, decode_record, remove_subscription_call
-from ..bus.webhooks import (
+from oibus import _version
+from oibus.bus.checks import check_text
+from oibus.bus.codec import to_datetime
+from oibus.bus.errors import BusError
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Page
+from oibus.bus.ops import Call
+from oibus.bus.registry import default_registry
+from oibus.bus.subscriptions import StoredSubscription, decode_record, remove_subscription_call
+from oibus.bus.webhooks import (
     GROUP,
     Outcome,
     WebhookConfig,
@@ -73,8 +73,8 @@ from ..bus.webhooks import (
     retry_after,
     sign,
 )
-from ..sdk._async.runner import AsyncScriptRunner
-from .metrics import Metrics
+from oibus.daemon.metrics import Metrics
+from oibus.sdk._async.runner import AsyncScriptRunner
 
 __all__ = [
     "DeadLetter",

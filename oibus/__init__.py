@@ -10,11 +10,11 @@ one atomic Lua script. Start with ``Client`` (or ``AsyncClient``)::
         client.update_state(intent.id, intent.version, {"progress": 0.5})
 """
 
-from ._version import __version__
-from .bus.attachments import Attachment
-from .bus.consuming import Delivery
-from .bus.costs import CostRecord, CostSummary, CostType
-from .bus.errors import (
+from oibus._version import __version__
+from oibus.bus.attachments import Attachment
+from oibus.bus.consuming import Delivery
+from oibus.bus.costs import CostRecord, CostSummary, CostType
+from oibus.bus.errors import (
     AlreadyExistsError,
     BudgetExceededError,
     BusConnectionError,
@@ -38,13 +38,13 @@ from .bus.errors import (
     ScriptError,
     ValidationError,
 )
-from .bus.events import EventType
-from .bus.governance import ArbitrationRequest, DecisionRecord, Delegation
-from .bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
-from .bus.keyspace import Keyspace
-from .bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
-from .bus.observability import Observation
-from .bus.portfolios import (
+from oibus.bus.events import EventType
+from oibus.bus.governance import ArbitrationRequest, DecisionRecord, Delegation
+from oibus.bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
+from oibus.bus.observability import Observation
+from oibus.bus.portfolios import (
     MemberRole,
     Portfolio,
     PortfolioAggregate,
@@ -52,28 +52,28 @@ from .bus.portfolios import (
     PortfolioMember,
     PortfolioStatus,
 )
-from .bus.retries import FailureRecord, RetryPolicy
-from .bus.routing import Work
-from .bus.statuses import IntentStatus
-from .bus.subscriptions import Subscription
-from .sdk import AsyncClient, Client
-from .sdk.adapters import (
+from oibus.bus.retries import FailureRecord, RetryPolicy
+from oibus.bus.routing import Work
+from oibus.bus.statuses import IntentStatus
+from oibus.bus.subscriptions import Subscription
+from oibus.sdk import AsyncClient, Client
+from oibus.sdk.adapters import (
     AdapterConfig,
     AsyncLLMAdapter,
     AsyncLoggedStream,
     LLMAdapter,
     LoggedStream,
 )
-from .sdk.agents import Agent, AgentBase, AgentConfig, Worker, agent
-from .sdk.coordinator import (
+from oibus.sdk.agents import Agent, AgentBase, AgentConfig, Worker, agent
+from oibus.sdk.coordinator import (
     Coordinator,
     CoordinatorBase,
     IntentSpec,
     PortfolioSpec,
     coordinator,
 )
-from .sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
-from .sdk.handlers import (
+from oibus.sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
+from oibus.sdk.handlers import (
     on_all_complete,
     on_assignment,
     on_complete,

@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 
 import msgspec
 
-from .bus.consuming import Delivery
-from .bus.errors import ConflictError
-from .bus.models import Intent
-from .sdk import AsyncClient, Client
+from oibus.bus.consuming import Delivery
+from oibus.bus.errors import ConflictError
+from oibus.bus.models import Intent
+from oibus.sdk import AsyncClient, Client
 
 
 def _line(intent: Intent) -> str:

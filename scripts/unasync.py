@@ -15,6 +15,7 @@ SOURCE = ROOT / "sdk" / "_async"
 TARGET = ROOT / "sdk" / "_sync"
 
 SUBS = [
+    (r"\boibus\.sdk\._async\b", "oibus.sdk._sync"),
     (r"\bfrom redis\.asyncio import\b", "from redis import"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsync([A-Z]\w*)", r"\1"),  # AsyncClient, AsyncLeasesMixin, AsyncIterator, ...

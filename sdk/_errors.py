@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.exceptions as rex
 
-from ..bus import errors
-from ..bus.codes import PREFIX, from_reply
+from oibus.bus import errors
+from oibus.bus.codes import PREFIX, from_reply
 
 
 def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError:

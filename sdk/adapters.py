@@ -43,14 +43,14 @@ from typing import Any, Final, Generic, Self, TypeVar
 import anyio
 import msgspec
 
-from ..bus.checks import check_text
-from ..bus.costs import decimal_of
-from ..bus.errors import ValidationError
-from ..bus.events import EventType
-from ..bus.keyspace import check_id
-from ._async.observability import AsyncObservabilityMixin
-from ._sync.observability import ObservabilityMixin
-from .extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
+from oibus.bus.checks import check_text
+from oibus.bus.costs import decimal_of
+from oibus.bus.errors import ValidationError
+from oibus.bus.events import EventType
+from oibus.bus.keyspace import check_id
+from oibus.sdk._async.observability import AsyncObservabilityMixin
+from oibus.sdk._sync.observability import ObservabilityMixin
+from oibus.sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
 
 __all__ = ["AdapterConfig", "AsyncLLMAdapter", "AsyncLoggedStream", "LLMAdapter", "LoggedStream"]
 

@@ -39,9 +39,9 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 import msgspec
 
-from ..bus.codec import decode_intent, decode_lease
-from ..bus.consuming import START_BEGINNING, Delivery, check_name
-from ..bus.errors import (
+from oibus.bus.codec import decode_intent, decode_lease
+from oibus.bus.consuming import START_BEGINNING, Delivery, check_name
+from oibus.bus.errors import (
     CompletionGateError,
     ConflictError,
     IntentClosedError,
@@ -50,8 +50,8 @@ from ..bus.errors import (
     OpenIntentError,
     ValidationError,
 )
-from ..bus.models import Intent, Lease
-from ..bus.routing import (
+from oibus.bus.models import Intent, Lease
+from oibus.bus.routing import (
     HandlerSpec,
     Work,
     observers,
@@ -59,9 +59,9 @@ from ..bus.routing import (
     relevant_types,
     work_for,
 )
-from ._async.client import AsyncClient
-from ._async.events import AsyncEventStream, default_consumer
-from .handlers import arity, call, discover
+from oibus.sdk._async.client import AsyncClient
+from oibus.sdk._async.events import AsyncEventStream, default_consumer
+from oibus.sdk.handlers import arity, call, discover
 
 _log = logging.getLogger("oibus.agent")
 _SCOPE_PART = re.compile(r"[^A-Za-z0-9_-]+")

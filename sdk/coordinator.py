@@ -20,9 +20,9 @@ from typing import Any
 
 import msgspec
 
-from ..bus.errors import AlreadyExistsError, CycleError, ValidationError
-from ..bus.portfolios import Portfolio
-from .agents import AgentBase, C, make_agent_class
+from oibus.bus.errors import AlreadyExistsError, CycleError, ValidationError
+from oibus.bus.portfolios import Portfolio
+from oibus.sdk.agents import AgentBase, C, make_agent_class
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 

@@ -28,8 +28,8 @@ from typing import Any, TypeVar, overload
 
 import anyio
 
-from ..bus.errors import ValidationError
-from ..bus.routing import HandlerKind, HandlerSpec
+from oibus.bus.errors import ValidationError
+from oibus.bus.routing import HandlerKind, HandlerSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 MARK = "_oibus_handlers"

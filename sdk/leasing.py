@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..bus.errors import LeaseConflictError, LeaseLostError, OpenIntentError
-from ..bus.models import Lease
+from oibus.bus.errors import LeaseConflictError, LeaseLostError, OpenIntentError
+from oibus.bus.models import Lease
 
 if TYPE_CHECKING:
-    from ._async.leases import AsyncLeasesMixin
-    from ._sync.leases import LeasesMixin
+    from oibus.sdk._async.leases import AsyncLeasesMixin
+    from oibus.sdk._sync.leases import LeasesMixin
 
 
 @asynccontextmanager

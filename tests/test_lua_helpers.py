@@ -13,7 +13,7 @@ from oibus.bus.registry import expand
 
 INCLUDES = {
     p.name[:-4]: p.read_text()
-    for p in (resources.files("oibus") / "lua" / "includes").iterdir()
+    for p in (resources.files("oibus.lua") / "includes").iterdir()
     if p.name.endswith(".lua")
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

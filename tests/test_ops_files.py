@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 import redis
 import yaml
 from helpers import wait_until
-from setuptools import find_packages
+from package_layout import wheel_files
 
 from oibus.daemon.metrics import Metrics
 from oibus.embedded import free_port
@@ -256,8 +257,8 @@ def test_dockerignore_keeps_out_environments_caches_and_data() -> None:
 
 def test_build_context_holds_the_whole_package(tmp_path: Path) -> None:
     """Build the context the way the build stage sees it (its COPY sources less what
-    .dockerignore drops) and check that it is the package: same subpackages, every Lua
-    script, and it imports and loads its scripts from there."""
+    .dockerignore drops), build the wheel from it as that stage does, and check that it is
+    the package: every module and Lua script, and it imports and loads its scripts."""
     patterns = ignore_patterns()
     context = tmp_path / "src"
     context.mkdir()
@@ -272,21 +273,30 @@ def test_build_context_holds_the_whole_package(tmp_path: Path) -> None:
             shutil.copytree(origin, context / source, symlinks=True, ignore=skip)
         else:
             shutil.copy2(origin, context / source)
-    # every link in the package points into what was copied
-    for link in (ROOT / "oibus").iterdir():
-        if link.is_symlink():
-            assert (context / "oibus" / link.name).resolve().is_dir(), link.name
-    expected = sorted(find_packages(where=str(ROOT), include=["oibus*"]))
-    assert sorted(find_packages(where=str(context), include=["oibus*"])) == expected
-    lua = sorted(p.name for p in (ROOT / "lua").rglob("*.lua"))
-    assert sorted(p.name for p in (context / "oibus" / "lua").rglob("*.lua")) == lua
+    # the build stage's `pip wheel .`, then the wheel unpacked as the runtime installs it
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+            *("--quiet", "--wheel-dir", str(wheels), str(context)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("oibus-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+        names = {n for n in archive.namelist() if ".dist-info/" not in n}
+    assert names == wheel_files()
     probe = (
         "import oibus, oibus.cli; from oibus.bus.registry import default_registry; "
         "print(oibus.__file__); print(len(default_registry()))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=context,
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
@@ -295,7 +305,7 @@ def test_build_context_holds_the_whole_package(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     where, count = done.stdout.split()
-    assert Path(where).resolve().is_relative_to(context.resolve())
+    assert Path(where).resolve().is_relative_to(site.resolve())
     from oibus.bus.registry import default_registry
 
     assert int(count) == len(default_registry())

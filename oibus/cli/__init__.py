@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import click
 
-from .._version import __version__
-from . import dlq, events, graph, inspect, intents, leases, portfolios, subscriptions
-from ._common import Group
-from .serve import daemon, demo, up
+from oibus._version import __version__
+from oibus.cli import dlq, events, graph, inspect, intents, leases, portfolios, subscriptions
+from oibus.cli._common import Group
+from oibus.cli.serve import daemon, demo, up
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

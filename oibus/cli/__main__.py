@@ -1,3 +1,3 @@
-from . import main
+from oibus.cli import main
 
 main(prog_name="oibus")

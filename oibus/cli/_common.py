@@ -19,11 +19,11 @@ import click
 import msgspec
 from redis import exceptions as rex
 
-from ..bus import errors
-from ..bus.keyspace import DEFAULT_NAMESPACE
-from ..sdk import AsyncClient, Client
-from ..sdk._async.base import DEFAULT_URL
-from ..sdk._errors import translate
+from oibus.bus import errors
+from oibus.bus.keyspace import DEFAULT_NAMESPACE
+from oibus.sdk import AsyncClient, Client
+from oibus.sdk._async.base import DEFAULT_URL
+from oibus.sdk._errors import translate
 
 P = ParamSpec("P")
 R = TypeVar("R")

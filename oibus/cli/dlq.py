@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import click
 
-from ..bus.errors import NotFoundError, ValidationError
-from ..daemon import deadletters
-from ..daemon.deadletters import KINDS, Letter, ReplayResult
-from ..sdk import AsyncClient
-from ._common import Group, Target, bus_command, listing
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.cli._common import Group, Target, bus_command, listing
+from oibus.daemon import deadletters
+from oibus.daemon.deadletters import KINDS, Letter, ReplayResult
+from oibus.sdk import AsyncClient
 
 kind_option = click.option(
     "--kind",

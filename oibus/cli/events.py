@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..bus.consuming import Delivery, Source, check_types, plan_source, wanted
-from ..bus.models import Event
-from ..sdk import Client
-from ..sdk._sync.events import join_events
-from ._common import Group, Target, bus_command, styled, to_json
+from oibus.bus.consuming import Delivery, Source, check_types, plan_source, wanted
+from oibus.bus.models import Event
+from oibus.cli._common import Group, Target, bus_command, styled, to_json
+from oibus.sdk import Client
+from oibus.sdk._sync.events import join_events
 
 HISTORY_SCAN = 10
 """With a type filter, the history looks at most this many entries per line asked for."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..bus.graphs import tree_lines
-from ._common import Command, Target, bus_command, status_text, styled
+from oibus.bus.graphs import tree_lines
+from oibus.cli._common import Command, Target, bus_command, status_text, styled
 
 
 @click.command(cls=Command)

@@ -6,13 +6,10 @@ from typing import Any
 
 import click
 
-from ..bus.doctor import Finding, diagnose, worst
-from ..bus.errors import NotFoundError, ValidationError
-from ..bus.registry import default_registry
-from ..daemon.admin import bus_facts, bus_stats, group_facts, group_rows, primaries
-from ..daemon.config import GROUP as DAEMON_GROUP
-from ..sdk import AsyncClient
-from ._common import (
+from oibus.bus.doctor import Finding, diagnose, worst
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.registry import default_registry
+from oibus.cli._common import (
     EXIT_FOUND_PROBLEMS,
     Command,
     Group,
@@ -22,6 +19,9 @@ from ._common import (
     status_text,
     styled,
 )
+from oibus.daemon.admin import bus_facts, bus_stats, group_facts, group_rows, primaries
+from oibus.daemon.config import GROUP as DAEMON_GROUP
+from oibus.sdk import AsyncClient
 
 LEVEL_STYLE = {"ok": ("ok", "green"), "warn": ("WARN", "yellow"), "unsafe": ("UNSAFE", "red")}
 

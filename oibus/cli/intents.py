@@ -7,11 +7,11 @@ from typing import Any
 import click
 import msgspec
 
-from ..bus.errors import ValidationError
-from ..bus.models import Event, Intent, Lease, StatePatch
-from ..bus.statuses import IntentStatus
-from ._common import Group, Target, bus_command, listing, status_text, to_json
-from .events import event_line
+from oibus.bus.errors import ValidationError
+from oibus.bus.models import Event, Intent, Lease, StatePatch
+from oibus.bus.statuses import IntentStatus
+from oibus.cli._common import Group, Target, bus_command, listing, status_text, to_json
+from oibus.cli.events import event_line
 
 STATUSES = [s.value for s in IntentStatus]
 

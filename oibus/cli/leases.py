@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..bus.models import Lease
-from ._common import Group, Target, bus_command, listing, styled
+from oibus.bus.models import Lease
+from oibus.cli._common import Group, Target, bus_command, listing, styled
 
 
 @click.group(cls=Group)

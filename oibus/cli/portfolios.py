@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..bus.portfolios import Portfolio
-from ._common import Group, Target, bus_command, listing, status_text, table
+from oibus.bus.portfolios import Portfolio
+from oibus.cli._common import Group, Target, bus_command, listing, status_text, table
 
 
 @click.group(cls=Group)

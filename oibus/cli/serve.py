@@ -12,18 +12,18 @@ from typing import Any
 
 import click
 
-from .._version import __version__
-from ..bus.errors import OpenIntentError
-from ..bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
-from ..bus.webhooks import WebhookConfig
-from ..daemon import run as daemon_run
-from ..daemon.config import DaemonConfig
-from ..daemon.service import Daemon
-from ..demo import run_demo
-from ..embedded import EmbeddedServer
-from ..examples import incident_agents
-from ..sdk import Client
-from ._common import URL_FILE, Command, failed
+from oibus._version import __version__
+from oibus.bus.errors import OpenIntentError
+from oibus.bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
+from oibus.bus.webhooks import WebhookConfig
+from oibus.cli._common import URL_FILE, Command, failed
+from oibus.daemon import run as daemon_run
+from oibus.daemon.config import DaemonConfig
+from oibus.daemon.service import Daemon
+from oibus.demo import run_demo
+from oibus.embedded import EmbeddedServer
+from oibus.examples import incident_agents
+from oibus.sdk import Client
 
 
 def _wait_for_signal() -> None:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from ..bus.subscriptions import Subscription
-from ._common import Group, Target, bus_command, listing, styled
+from oibus.bus.subscriptions import Subscription
+from oibus.cli._common import Group, Target, bus_command, listing, styled
 
 
 @click.group(cls=Group)

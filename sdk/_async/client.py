@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from ...bus import limits
-from ...bus.codec import (
+from oibus.bus import limits
+from oibus.bus.codec import (
     decode_event,
     decode_intent,
     encode_patches,
@@ -22,30 +22,30 @@ from ...bus.codec import (
     to_datetime,
     to_micros,
 )
-from ...bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
-from ...bus.graphs import CASCADE_ROUNDS, decode_ids
-from ...bus.keyspace import check_id
-from ...bus.listing import (
+from oibus.bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
+from oibus.bus.graphs import CASCADE_ROUNDS, decode_ids
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import (
     check_cursor,
     check_limit,
     event_bounds,
     intent_query,
     merge_newest,
 )
-from ...bus.models import Event, Intent, Page, StatePatch
-from ...bus.moves import decode_moves
-from ...bus.ops import LeaseRef, new_intent_id
-from .attachments import AsyncAttachmentsMixin
-from .base import AsyncClientBase
-from .costs import AsyncCostsMixin
-from .events import AsyncEventsMixin
-from .governance import AsyncGovernanceMixin
-from .graphs import AsyncGraphsMixin
-from .leases import AsyncLeasesMixin
-from .observability import AsyncObservabilityMixin
-from .portfolios import AsyncPortfoliosMixin
-from .retries import AsyncRetriesMixin
-from .subscriptions import AsyncSubscriptionsMixin
+from oibus.bus.models import Event, Intent, Page, StatePatch
+from oibus.bus.moves import decode_moves
+from oibus.bus.ops import LeaseRef, new_intent_id
+from oibus.sdk._async.attachments import AsyncAttachmentsMixin
+from oibus.sdk._async.base import AsyncClientBase
+from oibus.sdk._async.costs import AsyncCostsMixin
+from oibus.sdk._async.events import AsyncEventsMixin
+from oibus.sdk._async.governance import AsyncGovernanceMixin
+from oibus.sdk._async.graphs import AsyncGraphsMixin
+from oibus.sdk._async.leases import AsyncLeasesMixin
+from oibus.sdk._async.observability import AsyncObservabilityMixin
+from oibus.sdk._async.portfolios import AsyncPortfoliosMixin
+from oibus.sdk._async.retries import AsyncRetriesMixin
+from oibus.sdk._async.subscriptions import AsyncSubscriptionsMixin
 
 
 class AsyncClient(

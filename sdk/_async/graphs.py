@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import msgspec
 
-from ...bus import limits
-from ...bus.codec import decode_intent, index_member_id
-from ...bus.errors import NotFoundError
-from ...bus.graphs import (
+from oibus.bus import limits
+from oibus.bus.codec import decode_intent, index_member_id
+from oibus.bus.errors import NotFoundError
+from oibus.bus.graphs import (
     GRAPH_DEPTH,
     GRAPH_NODES,
     AggregateStatus,
@@ -23,12 +23,12 @@ from ...bus.graphs import (
     aggregate_nodes,
     count_fields,
 )
-from ...bus.keyspace import check_id
-from ...bus.listing import check_cursor, check_limit
-from ...bus.models import Intent, Page
-from ...bus.moves import decode_moves
-from ...bus.statuses import IntentStatus
-from .base import AsyncClientBase
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import check_cursor, check_limit
+from oibus.bus.models import Intent, Page
+from oibus.bus.moves import decode_moves
+from oibus.bus.statuses import IntentStatus
+from oibus.sdk._async.base import AsyncClientBase
 
 _SCAN_BATCH = 500
 

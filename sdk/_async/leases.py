@@ -7,11 +7,11 @@ import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import cast
 
-from ...bus.codec import decode_lease
-from ...bus.listing import check_event_cursor, check_limit
-from ...bus.models import Lease, Page
-from ..leasing import hold_lease_async
-from .base import AsyncClientBase
+from oibus.bus.codec import decode_lease
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Lease, Page
+from oibus.sdk._async.base import AsyncClientBase
+from oibus.sdk.leasing import hold_lease_async
 
 
 class AsyncLeasesMixin(AsyncClientBase):

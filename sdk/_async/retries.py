@@ -7,11 +7,11 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ...bus.errors import NotFoundError
-from ...bus.keyspace import check_id
-from ...bus.listing import check_event_cursor, check_limit
-from ...bus.models import Page
-from ...bus.retries import (
+from oibus.bus.errors import NotFoundError
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Page
+from oibus.bus.retries import (
     FailureRecord,
     RetryPolicy,
     check_failure,
@@ -23,7 +23,7 @@ from ...bus.retries import (
     recorded_failure,
     set_policy_call,
 )
-from .base import AsyncClientBase
+from oibus.sdk._async.base import AsyncClientBase
 
 
 class AsyncRetriesMixin(AsyncClientBase):

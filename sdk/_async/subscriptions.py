@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from ...bus.errors import NotFoundError, ValidationError
-from ...bus.keyspace import check_id
-from ...bus.subscriptions import (
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.keyspace import check_id
+from oibus.bus.subscriptions import (
     StoredSubscription,
     Subscription,
     create_subscription_call,
@@ -21,7 +21,7 @@ from ...bus.subscriptions import (
     public,
     remove_subscription_call,
 )
-from .base import AsyncClientBase
+from oibus.sdk._async.base import AsyncClientBase
 
 
 class AsyncSubscriptionsMixin(AsyncClientBase):

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
-from ...bus import attachments as att
-from ...bus.attachments import Attachment
-from ...bus.errors import NotFoundError
-from ...bus.keyspace import check_id
-from .base import ClientBase
+from oibus.bus import attachments as att
+from oibus.bus.attachments import Attachment
+from oibus.bus.errors import NotFoundError
+from oibus.bus.keyspace import check_id
+from oibus.sdk._sync.base import ClientBase
 
 
 class AttachmentsMixin(ClientBase):

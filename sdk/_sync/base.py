@@ -19,17 +19,17 @@ from redis import Redis
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
-from ... import _version
-from ...bus.codec import decode_intent
-from ...bus.discovery import protocol_info
-from ...bus.errors import BusError, ConfigurationError
-from ...bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
-from ...bus.models import Intent, ProtocolInfo
-from ...bus.moves import Move
-from ...bus.ops import Call, Ops
-from ...bus.registry import default_registry
-from ...bus.urls import SENTINEL_SCHEME, SentinelTarget, parse_sentinel_url
-from .runner import ScriptRunner
+from oibus import _version
+from oibus.bus.codec import decode_intent
+from oibus.bus.discovery import protocol_info
+from oibus.bus.errors import BusError, ConfigurationError
+from oibus.bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Keyspace
+from oibus.bus.models import Intent, ProtocolInfo
+from oibus.bus.moves import Move
+from oibus.bus.ops import Call, Ops
+from oibus.bus.registry import default_registry
+from oibus.bus.urls import SENTINEL_SCHEME, SentinelTarget, parse_sentinel_url
+from oibus.sdk._sync.runner import ScriptRunner
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 CLUSTER_SCHEME = "redis+cluster://"

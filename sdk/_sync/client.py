@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from ...bus import limits
-from ...bus.codec import (
+from oibus.bus import limits
+from oibus.bus.codec import (
     decode_event,
     decode_intent,
     encode_patches,
@@ -23,30 +23,30 @@ from ...bus.codec import (
     to_datetime,
     to_micros,
 )
-from ...bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
-from ...bus.graphs import CASCADE_ROUNDS, decode_ids
-from ...bus.keyspace import check_id
-from ...bus.listing import (
+from oibus.bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
+from oibus.bus.graphs import CASCADE_ROUNDS, decode_ids
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import (
     check_cursor,
     check_limit,
     event_bounds,
     intent_query,
     merge_newest,
 )
-from ...bus.models import Event, Intent, Page, StatePatch
-from ...bus.moves import decode_moves
-from ...bus.ops import LeaseRef, new_intent_id
-from .attachments import AttachmentsMixin
-from .base import ClientBase
-from .costs import CostsMixin
-from .events import EventsMixin
-from .governance import GovernanceMixin
-from .graphs import GraphsMixin
-from .leases import LeasesMixin
-from .observability import ObservabilityMixin
-from .portfolios import PortfoliosMixin
-from .retries import RetriesMixin
-from .subscriptions import SubscriptionsMixin
+from oibus.bus.models import Event, Intent, Page, StatePatch
+from oibus.bus.moves import decode_moves
+from oibus.bus.ops import LeaseRef, new_intent_id
+from oibus.sdk._sync.attachments import AttachmentsMixin
+from oibus.sdk._sync.base import ClientBase
+from oibus.sdk._sync.costs import CostsMixin
+from oibus.sdk._sync.events import EventsMixin
+from oibus.sdk._sync.governance import GovernanceMixin
+from oibus.sdk._sync.graphs import GraphsMixin
+from oibus.sdk._sync.leases import LeasesMixin
+from oibus.sdk._sync.observability import ObservabilityMixin
+from oibus.sdk._sync.portfolios import PortfoliosMixin
+from oibus.sdk._sync.retries import RetriesMixin
+from oibus.sdk._sync.subscriptions import SubscriptionsMixin
 
 
 class Client(

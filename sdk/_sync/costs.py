@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, cast
 
-from ...bus.costs import (
+from oibus.bus.costs import (
     CostRecord,
     CostSummary,
     decode_cost,
@@ -18,11 +18,11 @@ from ...bus.costs import (
     record_cost_call,
     recorded,
 )
-from ...bus.errors import NotFoundError
-from ...bus.keyspace import check_id
-from ...bus.listing import check_event_cursor, check_limit
-from ...bus.models import Page
-from .base import ClientBase
+from oibus.bus.errors import NotFoundError
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Page
+from oibus.sdk._sync.base import ClientBase
 
 
 class CostsMixin(ClientBase):

@@ -24,8 +24,8 @@ from typing import Any, Self
 
 from redis.exceptions import ResponseError
 
-from ...bus.codec import decode_event
-from ...bus.consuming import (
+from oibus.bus.codec import decode_event
+from oibus.bus.consuming import (
     START_NEW,
     Delivery,
     Pointer,
@@ -39,9 +39,9 @@ from ...bus.consuming import (
     start_id,
     wanted,
 )
-from ...bus.errors import ValidationError
-from ..fanin import Beat, FanIn, entries_of, is_cluster
-from .base import ClientBase
+from oibus.bus.errors import ValidationError
+from oibus.sdk._sync.base import ClientBase
+from oibus.sdk.fanin import Beat, FanIn, entries_of, is_cluster
 
 
 def default_consumer() -> str:

@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from ...bus import governance as gov
-from ...bus.errors import NotFoundError, ValidationError
-from ...bus.governance import ArbitrationRequest, DecisionRecord, Delegation
-from ...bus.keyspace import check_id
-from ...bus.listing import check_event_cursor, check_limit
-from ...bus.models import Page
-from .base import ClientBase
+from oibus.bus import governance as gov
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.governance import ArbitrationRequest, DecisionRecord, Delegation
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Page
+from oibus.sdk._sync.base import ClientBase
 
 
 class GovernanceMixin(ClientBase):

@@ -8,11 +8,11 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import cast
 
-from ...bus.codec import decode_lease
-from ...bus.listing import check_event_cursor, check_limit
-from ...bus.models import Lease, Page
-from ..leasing import hold_lease
-from .base import ClientBase
+from oibus.bus.codec import decode_lease
+from oibus.bus.listing import check_event_cursor, check_limit
+from oibus.bus.models import Lease, Page
+from oibus.sdk._sync.base import ClientBase
+from oibus.sdk.leasing import hold_lease
 
 
 class LeasesMixin(ClientBase):

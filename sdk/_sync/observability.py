@@ -9,29 +9,44 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from ...bus.costs import CostType, record_cost_call, recorded
-from ...bus.events import EventType
-from ...bus.observability import (
+from oibus.bus.costs import CostType, record_cost_call, recorded
+from oibus.bus.events import EventType
+from oibus.bus.observability import (
+    LLMRequestPayload,
     Observation,
     Payload,
     cost_metadata,
-    llm_request_payload,
     logged_event,
+    observation_payload,
     priced,
-    required,
-    stream_payload,
     token_cost,
-    tool_call_payload,
 )
-from .base import ClientBase
+from oibus.sdk._sync.base import ClientBase
 
 Price = float | Decimal
 
 
+_NOT_FIELDS = frozenset(
+    {"self", "intent_id", "prompt_price_per_1k", "completion_price_per_1k", "cost_unit"}
+)
+
+
+def _fields(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's arguments as its event's fields. The seed's signatures already name every
+    field, so ``locals()``, taken before anything else in the method, is the field list,
+    and ``oibus.bus.observability.KINDS`` says how each is checked: no second copy."""
+    return {name: value for name, value in arguments.items() if name not in _NOT_FIELDS}
+
+
 class ObservabilityMixin(ClientBase):
     def _observe(
+        self, intent_id: str, event_type: EventType, fields: Mapping[str, Any]
+    ) -> Observation:
+        return self._log(intent_id, event_type, observation_payload(event_type, fields))
+
+    def _log(
         self,
         intent_id: str,
         event_type: EventType,
@@ -57,16 +72,7 @@ class ObservabilityMixin(ClientBase):
         """A model asked for a tool. ``tool_id`` (generated when omitted, returned as
         ``.id``) ties the call's later events to this one; ``parent_request_id`` to the
         LLM request that asked for it."""
-        payload = tool_call_payload(
-            tool_name=tool_name,
-            tool_id=tool_id,
-            arguments=arguments,
-            provider=provider,
-            model=model,
-            parent_request_id=parent_request_id,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.TOOL_CALL_STARTED, payload)
+        return self._observe(intent_id, EventType.TOOL_CALL_STARTED, _fields(locals()))
 
     def log_tool_call_completed(
         self,
@@ -83,18 +89,7 @@ class ObservabilityMixin(ClientBase):
         metadata: Mapping[str, Any] | None = None,
     ) -> Observation:
         """A tool call returned ``result`` (any JSON value)."""
-        payload = tool_call_payload(
-            tool_name=tool_name,
-            tool_id=tool_id,
-            arguments=arguments,
-            result=result,
-            duration_ms=duration_ms,
-            provider=provider,
-            model=model,
-            parent_request_id=parent_request_id,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.TOOL_CALL_COMPLETED, payload)
+        return self._observe(intent_id, EventType.TOOL_CALL_COMPLETED, _fields(locals()))
 
     def log_tool_call_failed(
         self,
@@ -110,18 +105,7 @@ class ObservabilityMixin(ClientBase):
         parent_request_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Observation:
-        payload = tool_call_payload(
-            tool_name=tool_name,
-            tool_id=tool_id,
-            arguments=arguments,
-            error=error,
-            duration_ms=duration_ms,
-            provider=provider,
-            model=model,
-            parent_request_id=parent_request_id,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.TOOL_CALL_FAILED, payload)
+        return self._observe(intent_id, EventType.TOOL_CALL_FAILED, _fields(locals()))
 
     # -- LLM requests -------------------------------------------------------------------
     def log_llm_request_started(
@@ -140,18 +124,7 @@ class ObservabilityMixin(ClientBase):
     ) -> Observation:
         """An LLM request is being sent. ``request_id`` (generated when omitted, returned
         as ``.id``) ties its completion or failure, its tool calls and its stream to it."""
-        payload = llm_request_payload(
-            request_id=request_id,
-            provider=provider,
-            model=model,
-            messages_count=messages_count,
-            tools_available=tools_available,
-            stream=stream,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.LLM_REQUEST_STARTED, payload)
+        return self._observe(intent_id, EventType.LLM_REQUEST_STARTED, _fields(locals()))
 
     def log_llm_request_completed(
         self,
@@ -178,23 +151,13 @@ class ObservabilityMixin(ClientBase):
         intent's budget applies; ``.cost`` is the record, and the event carries ``cost``
         and ``cost_id``). The event is written first: if the budget refuses the cost,
         BudgetExceededError is raised and the event stays, since the request happened."""
-        payload = llm_request_payload(
-            request_id=request_id,
-            provider=provider,
-            model=model,
-            messages_count=messages_count,
-            response_content=response_content,
-            tool_calls=tool_calls,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=total_tokens,
-            duration_ms=duration_ms,
-            metadata=metadata,
+        fields = _fields(locals())
+        payload = cast(
+            LLMRequestPayload, observation_payload(EventType.LLM_REQUEST_COMPLETED, fields)
         )
         cost = token_cost(payload, prompt_price_per_1k, completion_price_per_1k)
         if cost is None:
-            return self._observe(intent_id, EventType.LLM_REQUEST_COMPLETED, payload)
+            return self._log(intent_id, EventType.LLM_REQUEST_COMPLETED, payload)
         cost_call = record_cost_call(
             self.keyspace,
             self._ops.actor,
@@ -207,7 +170,7 @@ class ObservabilityMixin(ClientBase):
             cost_metadata(payload, prompt_price_per_1k, completion_price_per_1k),
         )  # built, hence checked, before anything is written
         body = priced(payload, cost, cost_unit, cost_id=cost_call.args[1])
-        logged = self._observe(intent_id, EventType.LLM_REQUEST_COMPLETED, payload, body)
+        logged = self._log(intent_id, EventType.LLM_REQUEST_COMPLETED, payload, body)
         record = recorded(cost_call, self._run(cost_call))
         return Observation(id=logged.id, event=logged.event, cost=record)
 
@@ -223,16 +186,7 @@ class ObservabilityMixin(ClientBase):
         duration_ms: float | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Observation:
-        payload = llm_request_payload(
-            request_id=request_id,
-            provider=provider,
-            model=model,
-            messages_count=messages_count,
-            error=error,
-            duration_ms=duration_ms,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.LLM_REQUEST_FAILED, payload)
+        return self._observe(intent_id, EventType.LLM_REQUEST_FAILED, _fields(locals()))
 
     # -- streams ------------------------------------------------------------------------
     def start_stream(
@@ -247,14 +201,7 @@ class ObservabilityMixin(ClientBase):
     ) -> Observation:
         """A streamed response began. ``stream_id`` (generated when omitted, returned as
         ``.id``) names it in the chunk, completion and cancellation events."""
-        payload = stream_payload(
-            stream_id=stream_id,
-            provider=required(provider, "provider"),
-            model=required(model, "model"),
-            request_id=request_id,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.STREAM_STARTED, payload)
+        return self._observe(intent_id, EventType.STREAM_STARTED, _fields(locals()))
 
     def log_stream_chunk(
         self,
@@ -266,13 +213,7 @@ class ObservabilityMixin(ClientBase):
         metadata: Mapping[str, Any] | None = None,
     ) -> Observation:
         """One chunk arrived (an event per chunk is a write per chunk: log every Nth)."""
-        payload = stream_payload(
-            stream_id=required(stream_id, "stream_id"),
-            chunk_index=required(chunk_index, "chunk_index"),
-            token_count=token_count,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.STREAM_CHUNK, payload)
+        return self._observe(intent_id, EventType.STREAM_CHUNK, _fields(locals()))
 
     def complete_stream(
         self,
@@ -287,17 +228,7 @@ class ObservabilityMixin(ClientBase):
         request_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Observation:
-        payload = stream_payload(
-            stream_id=required(stream_id, "stream_id"),
-            provider=provider,
-            model=model,
-            request_id=request_id,
-            chunks_received=chunks_received,
-            tokens_streamed=tokens_streamed,
-            duration_ms=duration_ms,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.STREAM_COMPLETED, payload)
+        return self._observe(intent_id, EventType.STREAM_COMPLETED, _fields(locals()))
 
     def cancel_stream(
         self,
@@ -315,15 +246,4 @@ class ObservabilityMixin(ClientBase):
     ) -> Observation:
         """The stream ended before the provider finished it (the reader stopped, or an
         error); ``reason`` says which."""
-        payload = stream_payload(
-            stream_id=required(stream_id, "stream_id"),
-            provider=provider,
-            model=model,
-            reason=reason,
-            request_id=request_id,
-            chunks_received=chunks_received,
-            tokens_streamed=tokens_streamed,
-            duration_ms=duration_ms,
-            metadata=metadata,
-        )
-        return self._observe(intent_id, EventType.STREAM_CANCELLED, payload)
+        return self._observe(intent_id, EventType.STREAM_CANCELLED, _fields(locals()))

@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ...bus import limits
-from ...bus.codec import decode_event, index_member_id, to_datetime
-from ...bus.errors import NotFoundError, OpenIntentError, PayloadTooLargeError
-from ...bus.keyspace import check_id
-from ...bus.listing import check_cursor, check_event_cursor, check_limit, merge_newest
-from ...bus.models import Event, Intent, Page
-from ...bus.moves import Move
-from ...bus.portfolios import (
+from oibus.bus import limits
+from oibus.bus.codec import decode_event, index_member_id, to_datetime
+from oibus.bus.errors import NotFoundError, OpenIntentError, PayloadTooLargeError
+from oibus.bus.keyspace import check_id
+from oibus.bus.listing import check_cursor, check_event_cursor, check_limit, merge_newest
+from oibus.bus.models import Event, Intent, Page
+from oibus.bus.moves import Move
+from oibus.bus.portfolios import (
     Portfolio,
     PortfolioCosts,
     PortfolioMember,
@@ -40,7 +40,7 @@ from ...bus.portfolios import (
     sum_costs,
     sync_calls,
 )
-from .base import ClientBase
+from oibus.sdk._sync.base import ClientBase
 
 _log = logging.getLogger("oibus.portfolios")
 

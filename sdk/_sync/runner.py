@@ -15,11 +15,11 @@ import redis.exceptions as rex
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from ...bus.errors import ScriptError
-from ...bus.keyspace import key_slot
-from ...bus.ops import Call
-from ...bus.registry import Registry
-from .._errors import translate
+from oibus.bus.errors import ScriptError
+from oibus.bus.keyspace import key_slot
+from oibus.bus.ops import Call
+from oibus.bus.registry import Registry
+from oibus.sdk._errors import translate
 
 Command = Sequence[str | int]
 

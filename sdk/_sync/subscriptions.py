@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from ...bus.errors import NotFoundError, ValidationError
-from ...bus.keyspace import check_id
-from ...bus.subscriptions import (
+from oibus.bus.errors import NotFoundError, ValidationError
+from oibus.bus.keyspace import check_id
+from oibus.bus.subscriptions import (
     StoredSubscription,
     Subscription,
     create_subscription_call,
@@ -22,7 +22,7 @@ from ...bus.subscriptions import (
     public,
     remove_subscription_call,
 )
-from .base import ClientBase
+from oibus.sdk._sync.base import ClientBase
 
 
 class SubscriptionsMixin(ClientBase):
