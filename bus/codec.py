@@ -4,15 +4,16 @@ sync and async clients, so both read the same bytes the same way."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from oibus.bus.errors import BusError, NotFoundError, PayloadTooLargeError, ValidationError
+from oibus.bus.limits import JSON_DEPTH, STATE_BYTES
 from oibus.bus.limits import PATCH_OPS as PATCH_OPS_LIMIT
-from oibus.bus.limits import STATE_BYTES
 from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.pointer import parse
 
@@ -38,11 +39,62 @@ def to_micros(moment: object, field: str = "since") -> int:
     return micros
 
 
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
+"""The integers a JSON value may hold: what every reader of the bus (Lua's cjson, msgspec,
+the HTTP clients) parses without loss or refusal."""
+_SCALARS: Final = (str, bool, type(None))
+
+
+def _json_problem(value: Any, depth: int) -> tuple[str, str] | None:
+    """Where (a JSON pointer) and why ``value`` is not plain JSON, or None. The encoder
+    would convert what is not (NaN to null, bytes to base64, a set to a list, a datetime
+    or a Decimal to a string, an integer key to a string): the caller would read back
+    something else than it wrote, so such values are refused instead."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return None
+    if kind is int:
+        return None if INT_MIN <= value <= INT_MAX else ("", "integer out of the 64-bit range")
+    if kind is float:
+        return None if math.isfinite(value) else ("", f"{value} is not a JSON number")
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= JSON_DEPTH:
+            return "", f"nests deeper than {JSON_DEPTH} levels"
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            if type(key) is not str and kind is dict:
+                return f"/{key}", f"{type(key).__name__} key (JSON object keys are strings)"
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return f"/{key}{problem[0]}", problem[1]
+        return None
+    if isinstance(value, str):  # subclasses (str enums) encode as their value
+        return None
+    if isinstance(value, int):  # int enums too
+        return _json_problem(int(value), depth)
+    if isinstance(value, float):
+        return _json_problem(float(value), depth)
+    if isinstance(value, Mapping):
+        return _json_problem(dict(value), depth)
+    if isinstance(value, list | tuple):
+        return _json_problem(list(value), depth)
+    return "", f"{kind.__name__} is not a JSON value"
+
+
 def json_text(value: Any, field: str) -> str:
+    """``value`` as JSON text, refusing anything that is not plain JSON (see
+    ``_json_problem``) with the place in it that is not."""
+    problem = _json_problem(value, 0)
+    if problem is not None:
+        where, why = problem
+        if len(where) > 60:  # a path as deep as the limit says nothing more
+            where = where[:57] + "..."
+        raise ValidationError(f"{field}{where}: {why}", field=field)
     try:
         return _encoder.encode(value).decode()
     except (TypeError, ValueError, msgspec.EncodeError, OverflowError, RecursionError) as exc:
-        # ValueError covers lone surrogates (not UTF-8); RecursionError absurd nesting
+        # ValueError covers lone surrogates (not UTF-8)
         raise ValidationError(f"{field}: value is not JSON-encodable ({exc})", field=field) from exc
 
 

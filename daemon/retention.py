@@ -52,8 +52,12 @@ async def trim_floor(
         pending = int(group.get("pending") or 0)
         lag = group.get("lag")
         stats[name] = (int(lag) if lag is not None else 0, pending)
-        if pending:
-            low = str((await r.xpending(key, name))["min"])
+        # XPENDING answers min None when the entries XINFO counted were acknowledged in
+        # between: then nothing is pending and the group needs only what follows its last
+        # delivered entry
+        oldest = (await r.xpending(key, name))["min"] if pending else None
+        if oldest is not None:
+            low = str(oldest)
         else:
             low = _after(str(group.get("last-delivered-id") or "0-0"))
         if floor is None or _id(low) < _id(floor):
@@ -67,22 +71,26 @@ async def trim_once(client: AsyncClient, config: DaemonConfig, metrics: Metrics)
     keep_from = f"{int((time.time() - config.retention_seconds) * 1000)}-0"
     removed = 0
     totals: dict[str, tuple[int, int]] = {}
-    for p in range(ks.partitions):
-        key = ks.bus(p)
-        floor, stats = await trim_floor(client, key)
-        for name, (lag, pending) in stats.items():
-            old_lag, old_pending = totals.get(name, (0, 0))
-            totals[name] = (old_lag + lag, old_pending + pending)
-        if floor is None:
-            continue
-        minid = min(floor, keep_from, key=_id)
-        removed += int(await r.xtrim(key, minid=minid, approximate=False))
-    for name, (lag, pending) in totals.items():
-        metrics.lag.labels(name).set(lag)
-        metrics.pending.labels(name).set(pending)
-    metrics.trimmed.inc(removed)
-    dead = [ks.bus_dead_letters, ks.dead_letters]
-    metrics.dead_letters.set(sum([int(await r.xlen(key)) for key in dead]))
+    try:
+        for p in range(ks.partitions):
+            key = ks.bus(p)
+            floor, stats = await trim_floor(client, key)
+            for name, (lag, pending) in stats.items():
+                old_lag, old_pending = totals.get(name, (0, 0))
+                totals[name] = (old_lag + lag, old_pending + pending)
+            if floor is None:
+                continue
+            minid = min(floor, keep_from, key=_id)
+            removed += int(await r.xtrim(key, minid=minid, approximate=False))
+    finally:
+        # the gauges the alerts watch are published even when a trim fails part way
+        # (what was read so far), so a broken trim cannot silence them
+        for name, (lag, pending) in totals.items():
+            metrics.lag.labels(name).set(lag)
+            metrics.pending.labels(name).set(pending)
+        metrics.trimmed.inc(removed)
+        dead = [ks.bus_dead_letters, ks.dead_letters]
+        metrics.dead_letters.set(sum([int(await r.xlen(key)) for key in dead]))
     return removed
 
 

@@ -66,21 +66,22 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
                 diagnose = await client.create_child_intent(
                     parent.id, "Diagnose Root Cause", assign="diagnose"
                 )
-                await client.create_child_intent(
+                communicate = await client.create_child_intent(
                     parent.id, "Customer Communication", assign="communicate"
                 )
                 hotfix = await client.create_child_intent(
                     parent.id, "Implement Hotfix", assign="hotfix", depends_on=[diagnose.id]
                 )
-                await client.create_child_intent(
+                deploy = await client.create_child_intent(
                     parent.id, "Deploy Fix", assign="deploy", depends_on=[diagnose.id, hotfix.id]
                 )
-                open_children = 4
+                # this run's children: the group outlives the process, so an earlier run's
+                # completions may still be queued for it
+                open_children = {diagnose.id, communicate.id, hotfix.id, deploy.id}
                 async for delivery in watch:  # the commander waits for events, not in a loop
-                    payload = delivery.event.payload
-                    if payload.get("to") == "completed" and delivery.event.intent_id != parent.id:
-                        open_children -= 1
-                        if open_children == 0:
+                    if delivery.event.payload.get("to") == "completed":
+                        open_children.discard(delivery.event.intent_id)
+                        if not open_children:
                             break
                 parent = await client.get_intent(parent.id)
                 await client.set_status(parent.id, parent.version, "completed", "all fixed")

@@ -79,7 +79,7 @@ if held ~= nil then
 end
 local lease = {id = lease_id, agent_id = actor, scope = scope, status = "active",
   fence = (held and held.fence or 0) + 1, acquired_us = int(now),
-  expires_us = int(now + duration * 1000)}
+  expires_us = int(now + duration * 1000), prev = held and held.id or nil}
 rcall("HSET", lk, scope, lease_text(lease), "@" .. lease_id, scope)
 rcall("ZADD", dk, tonumber(lease.expires_us), id .. "\t" .. scope .. "\t" .. lease_id)
 emit(ik, ek, bk, id, "lease_acquired", actor,

@@ -22,7 +22,7 @@ ARGV:
   [4] actor     who revokes
 
 Returns: the lease as JSON (includes/leases.lua)
-Errors: INVALID, NOT_FOUND, LEASE_CONFLICT
+Errors: INVALID, NOT_FOUND, LEASE_CONFLICT, LEASE_EXPIRED
 Events: lease_revoked, lease_expired
 ]]
 -- @include "fail"

@@ -219,15 +219,15 @@ class AgentBase:
         rt = self._rt
         if rt.reader is None:
             return
-        # the reader ends after its current read: a read cancelled half-way may have
-        # been handed entries it never sees (they would wait for the take-over)
+        # the blocked read is cancelled rather than waited for (up to block_seconds per
+        # agent). Entries the server handed to a read cancelled half-way stay pending for
+        # this consumer; its heartbeat goes with the stream below, so a new consumer
+        # takes them at once and a live replica at its next look (heartbeat_ttl / 2),
+        # as it does for the surplus held in ``waiting``: delayed, never lost.
         rt.stopping = True
         rt.slot_freed.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(rt.reader), self.config.block_seconds + 5)
-        except (TimeoutError, asyncio.CancelledError):
-            rt.reader.cancel()
-            await asyncio.wait([rt.reader], timeout=5)
+        rt.reader.cancel()
+        await asyncio.wait([rt.reader], timeout=5)
         rt.reader = None
         if self._rt.tasks:
             wait = self.config.drain_timeout if drain_timeout is None else drain_timeout

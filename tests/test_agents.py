@@ -307,6 +307,36 @@ async def test_concurrency_is_bounded_and_shutdown_hands_work_back(aclient: Asyn
         await stopped(first, second)
 
 
+async def test_stop_does_not_wait_out_a_blocked_read(aclient: AsyncClient) -> None:
+    """Issue 15.2: ``stop()`` waited for the agent's blocked read to time out
+    (``block_seconds``, 5 s by default), so the demo's four agents, stopped one after
+    another, sat silent for about 20 s. The read is cancelled now; work assigned
+    meanwhile is still done, by the next replica."""
+    handled: list[str] = []
+
+    @agent("sleepy", **{**FAST, "block_seconds": 60.0})
+    class Sleepy(AgentBase):
+        @on_assignment
+        async def work(self, intent: Any) -> dict[str, Any]:
+            handled.append(intent.id)
+            return {"done": True}
+
+    first = Sleepy()
+    await started(aclient, first)
+    await anyio.sleep(0.3)  # parked in its blocking read
+    with anyio.fail_after(10):  # far below the 60 s block
+        await first.stop()
+    intent = await aclient.create_intent("after the stop")
+    await aclient.assign_agent(intent.id, "sleepy")
+    second = Sleepy()
+    await started(aclient, second)
+    try:
+        assert await completed(aclient, intent.id)
+    finally:
+        await stopped(second)
+    assert handled == [intent.id]
+
+
 async def _bounded_run(
     aclient: AsyncClient,
     first: AgentBase,

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from receiver import Receiver
+from redis.exceptions import ResponseError
 from test_webhooks import FAST
 
 from oibus import AsyncClient, Lease
@@ -254,6 +255,60 @@ async def test_retention_trims_only_what_every_group_acknowledged(aclient: Async
     # with a retention period, acknowledged entries stay until they are that old
     keep = _daemon(aclient, "d2", retention_seconds=3600)
     assert await trim_once(keep.client, keep.config, keep.metrics) == 0
+
+
+async def test_retention_survives_entries_acknowledged_between_xinfo_and_xpending(
+    aclient: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15.4: XINFO GROUPS counted pending entries that were acknowledged before
+    XPENDING ran, which then answered ``min: None``; ``int('None')`` failed every pass,
+    so the bus was never trimmed and the lag gauges were never set."""
+    ks = aclient.keyspace
+    intent = await aclient.create_intent("t")
+    p = ks.partition(intent.id)
+    daemon = _daemon(aclient, "d1", retention_seconds=0)
+    await daemon.reader.ensure_groups()
+    for n in range(3):
+        await aclient.log_event(intent.id, "comment", {"n": n})
+    got = await aclient._runner.command(
+        "XREADGROUP", "GROUP", GROUP, "d1", "COUNT", 100, "STREAMS", ks.bus(p), ">"
+    )
+    delivered = [entry_id for entry_id, _ in got[0][1]]
+    redis = daemon.client.redis
+    xinfo_groups = redis.xinfo_groups
+
+    async def then_acknowledged(key: str) -> Any:
+        groups = await xinfo_groups(key)
+        if key == ks.bus(p):
+            await aclient._runner.command("XACK", key, GROUP, *delivered)
+        return groups
+
+    monkeypatch.setattr(redis, "xinfo_groups", then_acknowledged)
+    await anyio.sleep(0.01)  # retention_seconds=0 keeps entries of the current millisecond
+    assert await trim_once(daemon.client, daemon.config, daemon.metrics) == len(delivered)
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("oibus_consumer_group_pending", {"group": GROUP}) is not None
+    assert sample("oibus_consumer_group_lag", {"group": GROUP}) == 0
+
+
+async def test_group_gauges_are_published_when_a_trim_fails(
+    aclient: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lag and dead-letter alerts must not depend on a trim succeeding."""
+    intent = await aclient.create_intent("t")
+    await aclient.log_event(intent.id, "comment", {})
+    daemon = _daemon(aclient, "d1", retention_seconds=0)
+    await daemon.reader.ensure_groups()
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ResponseError("NOPERM this user has no permissions to run the 'xtrim' command")
+
+    monkeypatch.setattr(daemon.client.redis, "xtrim", refused)
+    with pytest.raises(ResponseError):
+        await trim_once(daemon.client, daemon.config, daemon.metrics)
+    sample = daemon.metrics.registry.get_sample_value
+    assert sample("oibus_consumer_group_lag", {"group": GROUP}) is not None
+    assert sample("oibus_dead_letters") == 0
 
 
 async def test_metrics_health_and_check(aclient: AsyncClient) -> None:

@@ -77,8 +77,14 @@ def test_expiry_is_decided_at_the_edge(client: Client, other: Client) -> None:
     second = other.acquire_lease(intent.id, "s", 30)  # at once, no sweep needed
     assert second.fencing_token == 2
     assert event_types(client, intent.id).count("lease_expired") == 1
-    with pytest.raises(NotFoundError):  # superseded: no longer addressable by id
+    # superseded (issue 15.8: this was a NotFoundError): it expired, and says by whom
+    with pytest.raises(LeaseExpiredError, match="superseded by lease .* of rival") as caught:
         client.renew_lease(intent.id, lease.id, 30)
+    assert caught.value.holder == other.agent_id
+    with pytest.raises(LeaseExpiredError):
+        client.release_lease(intent.id, lease.id)
+    with pytest.raises(NotFoundError):  # an id that never was a lease here
+        client.renew_lease(intent.id, "no-such-lease", 30)
 
 
 def test_lease_expired_is_recorded_exactly_once(client: Client) -> None:

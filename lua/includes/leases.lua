@@ -27,7 +27,8 @@ local function lease_text(l)
   return '{"id":"' .. l.id .. '","agent_id":' .. cjson.encode(l.agent_id) .. ',"scope":"'
     .. l.scope .. '","status":"' .. l.status .. '","fence":' .. int(l.fence)
     .. ',"acquired_us":"' .. l.acquired_us .. '","expires_us":"' .. l.expires_us
-    .. '","ended_us":"' .. (l.ended_us or "") .. '"}'
+    .. '","ended_us":"' .. (l.ended_us or "") .. '"'
+    .. (l.prev and (',"prev":"' .. l.prev .. '"') or "") .. '}'
 end
 
 local function lease_read(lk, scope)
@@ -92,18 +93,32 @@ local function lease_open(ik, lk, id, lease_id, actor)
     return nil, fail("INVALID", "malformed intent id", {field = "intent_id"})
   end
   local l = lease_by_id(lk, lease_id)
-  if l == nil then
-    return nil, fail("NOT_FOUND", "intent " .. id .. " has no current lease "
-      .. tostring(lease_id), {resource = "lease", id = lease_id})
+  if l ~= nil then return l end
+  -- superseded: a later lease of the scope names it as its predecessor (bounded: an
+  -- intent holds at most LEASE_SCOPES scopes, and this is the error path)
+  local flat = redis.call("HGETALL", lk)
+  for n = 1, #flat, 2 do
+    if string.sub(flat[n], 1, 1) ~= "@" then
+      local later = cjson.decode(flat[n + 1])
+      if later.prev == lease_id then
+        return nil, fail("LEASE_EXPIRED", "lease " .. lease_id .. " on " .. later.scope
+          .. " expired and was superseded by lease " .. later.id .. " of " .. later.agent_id,
+          {holder = later.agent_id, scope = later.scope,
+           expires_at = iso_time(tonumber(later.expires_us))})
+      end
+    end
   end
-  return l
+  return nil, fail("NOT_FOUND", "intent " .. id .. " has no current lease "
+    .. tostring(lease_id), {resource = "lease", id = lease_id})
 end
 
 -- lease_check_held(l, actor, now): nil when l is the actor's live lease, else the error
 -- reply: not the holder, expired by the server's clock, or already ended
 local function lease_check_held(l, actor, now)
   if l.agent_id ~= actor then return lease_conflict(l, "lease " .. l.id .. " is not yours") end
-  if l.status == "active" and not lease_live(l, now) then return lease_expired_error(l) end
+  if (l.status == "active" and not lease_live(l, now)) or l.status == "expired" then
+    return lease_expired_error(l)
+  end
   if l.status ~= "active" then return lease_conflict(l, "lease " .. l.id .. " is " .. l.status) end
   return nil
 end
