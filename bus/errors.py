@@ -21,7 +21,9 @@ redis-py exception: the transport translates those here, chained with ``from``.
     └── BusError                   the server misbehaved
         ├── BusConnectionError     cannot reach Redis
         ├── BusTimeoutError        Redis did not answer in time
-        └── ScriptError            a script failed in a way no code describes (a bug)
+        ├── ScriptError            a script failed in a way no code describes (a bug)
+        └── PermissionDeniedError  the Redis user's ACL refused a command (NOPERM)
+            └── ScriptsNotLoadedError  a script is missing and this user may not load it
 
 The names follow the reference SDK (``OpenIntentError``, ``ConflictError``, …) so code
 written against it catches the same things; the transport-level names are prefixed so they
@@ -53,7 +55,9 @@ __all__ = [
     "OpenIntentError",
     "PatchError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ScriptError",
+    "ScriptsNotLoadedError",
     "ValidationError",
 ]
 
@@ -252,3 +256,23 @@ class ScriptError(BusError):
     """A script raised an error outside the code table: a bug in oibus, reported as such."""
 
     code = "SCRIPT"
+
+
+class PermissionDeniedError(BusError):
+    """The Redis user's ACL refused a command or a key (``NOPERM``, or a command a script
+    called on the caller's behalf): this client's role may not do that. Nothing the
+    refused command would have written was written; use a user of a role that may."""
+
+    code = "DENIED"
+
+
+class ScriptsNotLoadedError(PermissionDeniedError):
+    """A script is not in the server's script cache and this user may not ``SCRIPT LOAD``
+    it (an agent or reader role): an operator loads the scripts (``oibus scripts load``)
+    after every restart, failover or ``SCRIPT FLUSH``. ``script`` names the one missing."""
+
+    code = "NO_SCRIPT"
+
+    def __init__(self, message: str, script: str | None = None) -> None:
+        super().__init__(message, script=script)
+        self.script = script

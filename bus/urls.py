@@ -9,6 +9,7 @@ every new connection, so after a failover new connections reach the new primary.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -62,3 +63,19 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         password=password,
         sentinel_password=query.get("sentinel_password", [None])[0],
     )
+
+
+SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+cluster://", SENTINEL_SCHEME)
+
+
+def check_url(url: object) -> str:
+    """Refuse what is not a Redis URL before redis-py sees it: it raises a bare
+    ValueError for some (``http://...``) and reads others surprisingly (a bare host name
+    as a path). The password, if any, is kept out of the message."""
+    if not isinstance(url, str) or not url.startswith(SCHEMES):
+        shown = re.sub(r"//[^@/]*@", "//***@", url) if isinstance(url, str) else url
+        raise ConfigurationError(
+            f"not a Redis URL: {shown!r} (expected one of {', '.join(SCHEMES)}, "
+            "e.g. redis://127.0.0.1:6379/0)"
+        )
+    return url

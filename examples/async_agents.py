@@ -1,6 +1,6 @@
 """Twenty async agents race for one scope; the lease lets exactly one work at a time.
 
-OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python examples/async_agents.py
+python examples/async_agents.py
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import asyncio
 import os
 
 from oibus import AsyncClient, LeaseConflictError
+from oibus.sdk.locate import resolve_url
 
 
 async def agent(n: int, url: str, namespace: str, intent_id: str, log: list[str]) -> None:
@@ -28,7 +29,7 @@ async def agent(n: int, url: str, namespace: str, intent_id: str, log: list[str]
 
 
 async def main() -> None:
-    url = os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = resolve_url()
     namespace = os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples")
     async with AsyncClient(url, agent_id="coordinator", namespace=namespace) as client:
         intent = await client.create_intent(

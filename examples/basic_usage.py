@@ -1,7 +1,7 @@
 """An intent's life, from creation to completion, with the sync client.
 
-Run against any Redis (or `oibus up`): OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python
-examples/basic_usage.py
+Run beside `oibus up` (same directory), or against any Redis with OIBUS_REDIS_URL set:
+`python examples/basic_usage.py`
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 
 from oibus import Client, ConflictError, LeaseConflictError
+from oibus.sdk.locate import resolve_url
 
 
 def main() -> None:
-    url = os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = resolve_url()
     namespace = os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples")
     with (
         Client(url, agent_id="researcher", namespace=namespace) as client,

@@ -5,7 +5,7 @@ after the diagnosis, deploy after both), and the event log is printed as it happ
 Nothing polls: an assignment, an unblocking or a completion reaches an agent as an event
 of its consumer group.
 
-    OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python examples/incident_agents.py
+    python examples/incident_agents.py
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from oibus import AgentBase, AsyncClient, Intent, agent, on_assignment
 from oibus.demo import live_events
+from oibus.sdk.locate import resolve_url
 
 
 @agent("diagnose")
@@ -57,6 +58,10 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
         async with live_events(client, echo):
             for a in agents:
                 await a.start(url, namespace=namespace)
+            echo(
+                f"incident response in namespace {namespace!r}: agents "
+                f"{', '.join(a.agent_id for a in agents)} started"
+            )
             watch = client.events(
                 "incident-commander", event_types="status_changed", block_seconds=0.5
             )
@@ -87,8 +92,7 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
                 await client.set_status(parent.id, parent.version, "completed", "all fixed")
             finally:
                 await watch.aclose()
-                for a in agents:
-                    await a.stop()
+                await asyncio.gather(*(a.stop() for a in agents))  # each ends its read
         for child in await client.get_children(parent.id):
             echo(f"{child.title}: {child.status} {child.state}")
         echo(f"parent: {(await client.get_intent(parent.id)).status}")
@@ -97,7 +101,7 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
 if __name__ == "__main__":
     asyncio.run(
         run(
-            os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            resolve_url(),
             os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples"),
         )
     )

@@ -1,8 +1,8 @@
 """RFC-0002's incident response, end to end: a parent intent, children that depend on
 each other, and agents completing them in whatever order the graph allows.
 
-Run against any Redis (or `oibus up`): OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python
-examples/incident_response.py
+Run beside `oibus up` (same directory), or against any Redis with OIBUS_REDIS_URL set:
+`python examples/incident_response.py`
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 
 from oibus import Client, CompletionGateError
+from oibus.sdk.locate import resolve_url
 
 
 def main() -> None:
-    url = os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = resolve_url()
     namespace = os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples")
     with Client(url, agent_id="coordinator", namespace=namespace) as client:
         parent = client.create_intent("Resolve Production Outage", "API returning 500s")

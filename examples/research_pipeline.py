@@ -3,7 +3,7 @@ researcher and the writer do their parts when the graph lets them, and the coord
 hears that it is all done through ``@on_all_complete``. The event log is printed as it
 happens.
 
-    OIBUS_REDIS_URL=redis://127.0.0.1:6379/0 python examples/research_pipeline.py
+    python examples/research_pipeline.py
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from oibus import (
     on_assignment,
 )
 from oibus.demo import live_events
+from oibus.sdk.locate import resolve_url
 
 
 @agent("researcher")
@@ -69,6 +70,10 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
     ):
         for a in (editor, researcher, writer):
             await a.start(url, namespace=namespace)
+        echo(
+            f"research pipeline in namespace {namespace!r}: "
+            "agents editor, researcher, writer started"
+        )
         try:
             await editor.launch(
                 PortfolioSpec(
@@ -85,15 +90,16 @@ async def run(url: str, namespace: str, echo: Callable[[str], None] = print) -> 
             )
             await asyncio.wait_for(editor.done.wait(), 60)
         finally:
-            for a in (editor, researcher, writer):
-                await a.stop()
+            await asyncio.gather(
+                *(a.stop() for a in (editor, researcher, writer))
+            )  # each ends its read
     echo(editor.summary)
 
 
 if __name__ == "__main__":
     asyncio.run(
         run(
-            os.environ.get("OIBUS_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            resolve_url(),
             os.environ.get("OIBUS_EXAMPLE_NAMESPACE", "examples"),
         )
     )

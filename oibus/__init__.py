@@ -35,7 +35,9 @@ from oibus.bus.errors import (
     OpenIntentError,
     PatchError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     ScriptError,
+    ScriptsNotLoadedError,
     ValidationError,
 )
 from oibus.bus.events import EventType
@@ -142,6 +144,7 @@ __all__ = [
     "Page",
     "PatchError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "Portfolio",
     "PortfolioAggregate",
     "PortfolioCosts",
@@ -153,6 +156,7 @@ __all__ = [
     "ResponseInfo",
     "RetryPolicy",
     "ScriptError",
+    "ScriptsNotLoadedError",
     "StatePatch",
     "Subscription",
     "ToolCallInfo",

@@ -7,6 +7,10 @@ import redis.exceptions as rex
 from oibus.bus import errors
 from oibus.bus.codes import PREFIX, from_reply
 
+ACL_REFUSALS = ("ACL failure in script", "The user executing the script can't")
+"""How a command a script called and the caller's ACL refused is reported: Valkey and
+Redis 7.2+, then Redis 6.2/7.0 (an ``ERR`` reply, not ``NOPERM``)."""
+
 
 def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError:
     """``script`` says the error came from running one of our scripts: an error reply
@@ -17,6 +21,12 @@ def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError
         return errors.BusTimeoutError(f"Redis did not answer in time: {exc}")
     if isinstance(exc, rex.ConnectionError):
         return errors.BusConnectionError(f"cannot reach Redis: {exc}")
+    if isinstance(exc, rex.NoPermissionError) or (
+        isinstance(exc, rex.ResponseError) and str(exc).startswith(ACL_REFUSALS)
+    ):
+        return errors.PermissionDeniedError(
+            f"this Redis user's ACL refused it (the role may not do this): {exc}"
+        )
     if isinstance(exc, rex.OutOfMemoryError) or (
         isinstance(exc, rex.ResponseError) and "used memory > 'maxmemory'" in str(exc)
     ):

@@ -82,7 +82,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_ttl: float = 10.0
     drain_timeout: float = 30.0
     start: str = START_BEGINNING
-    block_seconds: float = 5.0
+    block_seconds: float = 1.0
     max_deliveries: int = 5
 
     def scope(self) -> str:
@@ -219,15 +219,15 @@ class AgentBase:
         rt = self._rt
         if rt.reader is None:
             return
-        # the blocked read is cancelled rather than waited for (up to block_seconds per
-        # agent). Entries the server handed to a read cancelled half-way stay pending for
-        # this consumer; its heartbeat goes with the stream below, so a new consumer
-        # takes them at once and a live replica at its next look (heartbeat_ttl / 2),
-        # as it does for the surplus held in ``waiting``: delayed, never lost.
+        # the reader ends after its current read (at most block_seconds): a read
+        # cancelled half-way may have been handed entries it never sees
         rt.stopping = True
         rt.slot_freed.set()
-        rt.reader.cancel()
-        await asyncio.wait([rt.reader], timeout=5)
+        try:
+            await asyncio.wait_for(asyncio.shield(rt.reader), self.config.block_seconds + 5)
+        except (TimeoutError, asyncio.CancelledError):
+            rt.reader.cancel()
+            await asyncio.wait([rt.reader], timeout=5)
         rt.reader = None
         if self._rt.tasks:
             wait = self.config.drain_timeout if drain_timeout is None else drain_timeout

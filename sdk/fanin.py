@@ -74,16 +74,16 @@ class AsyncFanIn:
         return _collect(self._reads)
 
     async def aclose(self) -> None:
-        """Cancel the reads in flight rather than wait out their block time: redis-py
-        drops a connection whose command was cancelled mid-read, so none is left with an
-        answer owed. Entries a cancelled read took stay pending to this consumer, and the
-        next consumer of the group takes them over once its heartbeat is gone."""
+        """Reads in flight end by their block timeout: wait for them rather than cancel
+        them (a redis-py command cancelled mid-read can leave its connection stuck).
+        Entries they took stay pending to this consumer, and the next consumer of the
+        group takes them over once its heartbeat is gone."""
         reads = list(self._reads.values())
         self._reads.clear()
-        for task in reads:
-            task.cancel()
         if reads:
-            await asyncio.wait(reads, timeout=5)
+            _, late = await asyncio.wait(reads, timeout=self.block_ms / 1000 + 5)
+            for task in late:  # the server did not answer: give up on them
+                task.cancel()
 
 
 class FanIn:

@@ -195,7 +195,9 @@ def test_leases_list_and_revoke(cli: Cli, sync: Client) -> None:
     history = json.loads(cli("leases", "list", intent.id, "--history", "--json").stdout)
     assert [x["status"] for x in history["leases"]] == ["revoked"]
     sync.acquire_lease(intent.id, "draft", 60)  # the scope was freed
-    one_line_error(cli("leases", "revoke", intent.id, lease.id, code=3))
+    superseded = one_line_error(cli("leases", "revoke", intent.id, lease.id, code=4))
+    assert "superseded" in superseded
+    one_line_error(cli("leases", "revoke", intent.id, "no-such-lease", code=3))
     one_line_error(cli("leases", "list", "missing", code=3))
 
 

@@ -8,11 +8,21 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from oibus import Client, ValidationError
+from oibus import Client, ConfigurationError, ValidationError
+from oibus.cli import main as cli_main
+from oibus.sdk.locate import DataDirLock, resolve_url, running_url
 
 NOT_JSON: list[tuple[str, Any, str]] = [
     ("nan", math.nan, "nan is not a JSON number"),
@@ -85,3 +95,152 @@ def test_messages_say_what_is_wrong(client: Client) -> None:
         client.log_event(intent.id, "comment", deep)
     with pytest.raises(ValidationError, match="nests deeper than 64 levels"):
         client.update_state(intent.id, intent.version, {"deep": deep})
+
+
+# -- where is my server (15.3, 15.10, 15.12) ---------------------------------------------
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OIBUS_")}
+    env.update(extra)
+    return env
+
+
+def _up(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``oibus up --no-daemon`` in ``cwd`` (its data directory is ``cwd/.oibus``), once it
+    says it is up; returns the process and what it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oibus", "up", "--no-daemon", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "press Ctrl-C" in line or not line:
+            break
+    return proc, "".join(lines)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+@pytest.mark.real
+def test_one_up_per_data_directory_and_everyone_finds_it(tmp_path: Path) -> None:
+    """15.3: a second ``oibus up`` on the same data directory started a second server on
+    the same append-only file and, on exit, deleted the first one's URL file. 15.12: the
+    clients did not look for a running ``oibus up`` at all."""
+    first, said = _up(tmp_path)
+    try:
+        assert "press Ctrl-C" in said, said
+        url = (tmp_path / ".oibus" / "url").read_text().strip()
+        second = subprocess.run(
+            [sys.executable, "-m", "oibus", "up", "--no-daemon"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        assert "already running" in second.stderr and url in second.stderr
+        assert (tmp_path / ".oibus" / "url").read_text().strip() == url  # untouched
+        # a client made with no URL, in that directory, reaches that server
+        probe = (
+            "from oibus import Client; c = Client(); "
+            "print(c.redis.connection_pool.connection_kwargs['port'])"
+        )
+        found = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=True,
+        )
+        assert url.endswith(f":{found.stdout.strip()}/0")
+        # and so does `oibus daemon --check`, as `oibus doctor` does
+        check = subprocess.run(
+            [sys.executable, "-m", "oibus", "daemon", "--check"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 1 and "no live daemon" in check.stdout, check.stderr
+    finally:
+        _stop(first)
+    assert not (tmp_path / ".oibus" / "url").exists()  # its own file, at its own exit
+
+
+def test_a_url_file_nobody_holds_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL file left by an ``oibus up`` that was killed is not trusted: its lock is gone."""
+    (tmp_path / "url").write_text("redis://127.0.0.1:1/0\n")
+    monkeypatch.delenv("OIBUS_REDIS_URL", raising=False)
+    assert running_url(tmp_path) is None
+    assert resolve_url(None, tmp_path) == "redis://127.0.0.1:6379/0"
+    claim = DataDirLock(tmp_path)
+    claim.acquire()
+    try:
+        claim.publish("redis://127.0.0.1:7/0")
+        assert running_url(tmp_path) == "redis://127.0.0.1:7/0"
+        with pytest.raises(ConfigurationError, match=r"already running .* at redis://127\.0\.0\.1:7/0"):
+            DataDirLock(tmp_path).acquire()
+        monkeypatch.setenv("OIBUS_REDIS_URL", "redis://elsewhere:6379/0")
+        assert resolve_url(None, tmp_path) == "redis://elsewhere:6379/0"  # the env wins
+        assert resolve_url("redis://given:1/0", tmp_path) == "redis://given:1/0"
+    finally:
+        claim.release()
+    assert not (tmp_path / "url").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:secret@host:1", "localhost:6379", "redis://h:notaport/0", "redis+cluster://h:x"],
+)
+def test_a_malformed_url_is_a_configuration_error(url: str) -> None:
+    """15.10: ``Client("http://...")`` raised a bare ValueError and the CLI printed a
+    traceback; the password never appears in the message."""
+    with pytest.raises(ConfigurationError) as caught:
+        Client(url)
+    assert "secret" not in str(caught.value)
+    result = CliRunner().invoke(cli_main, ["stats", "--redis-url", url])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "secret" not in result.output
+
+
+@pytest.mark.real
+def test_a_closed_pipe_ends_the_command_quietly(embedded_url: str, namespace: str) -> None:
+    """15.10: ``oibus intents list | head -1`` reported "cannot reach Redis: Broken pipe"."""
+    with Client(embedded_url, namespace=namespace) as client:
+        for n in range(300):
+            client.create_intent(f"intent {n}")
+    done = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m oibus intents list --limit 200 "
+        f"--redis-url {embedded_url} --namespace {namespace} | head -1; "
+        "echo status=${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "status=0" in done.stdout, done.stdout
+    assert done.stderr == ""

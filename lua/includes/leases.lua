@@ -102,7 +102,7 @@ local function lease_open(ik, lk, id, lease_id, actor)
       local later = cjson.decode(flat[n + 1])
       if later.prev == lease_id then
         return nil, fail("LEASE_EXPIRED", "lease " .. lease_id .. " on " .. later.scope
-          .. " expired and was superseded by lease " .. later.id .. " of " .. later.agent_id,
+          .. " is over: it was superseded by lease " .. later.id .. " of " .. later.agent_id,
           {holder = later.agent_id, scope = later.scope,
            expires_at = iso_time(tonumber(later.expires_us))})
       end

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from oibus._version import __version__
-from oibus.cli import dlq, events, graph, inspect, intents, leases, portfolios, subscriptions
+from oibus.cli import acl, dlq, events, graph, inspect, intents, leases, portfolios, subscriptions
 from oibus.cli._common import Group
 from oibus.cli.serve import daemon, demo, up
 
@@ -42,6 +42,7 @@ for command in (
     portfolios.portfolios,
     subscriptions.subscriptions,
     dlq.dlq,
+    acl.acl,
 ):
     main.add_command(command)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -22,15 +22,11 @@ from redis import exceptions as rex
 from oibus.bus import errors
 from oibus.bus.keyspace import DEFAULT_NAMESPACE
 from oibus.sdk import AsyncClient, Client
-from oibus.sdk._async.base import DEFAULT_URL
 from oibus.sdk._errors import translate
+from oibus.sdk.locate import resolve_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-URL_FILE = "url"
-"""``oibus up`` writes the embedded server's URL here, inside its data directory, so the
-admin commands find a local bus without being told."""
 
 EXIT_FOUND_PROBLEMS = 1
 EXIT_BAD_INPUT = 2
@@ -82,10 +78,21 @@ def _as_failure(exc: Exception) -> CliError | None:
     return None
 
 
+def _reader_left(ctx: click.Context) -> None:
+    """The reader of our output went away (``oibus stats | head -1``): that is the
+    reader's choice, not a failure of the bus. Stop quietly; stdout is pointed at
+    /dev/null so the interpreter's last flush cannot complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    ctx.exit(0)
+
+
 class Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _reader_left(ctx)
         except Exception as exc:
             failure = _as_failure(exc)
             if failure is None:
@@ -135,19 +142,6 @@ def _fallback(obj: Any) -> Any:
     if isinstance(obj, set | frozenset | tuple):
         return list(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-def resolve_url(url: str | None, data_dir: str | None = None) -> str:
-    """The argument or ``OIBUS_REDIS_URL``; else the URL a running ``oibus up`` left in its
-    data directory; else the local default."""
-    if url:
-        return url
-    found = Path(data_dir or os.environ.get("OIBUS_DATA_DIR") or ".oibus") / URL_FILE
-    if found.is_file():
-        text = found.read_text().strip()
-        if text:
-            return text
-    return DEFAULT_URL
 
 
 def bus_command(fn: Callable[..., R]) -> Callable[..., R]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
@@ -16,14 +17,30 @@ from oibus._version import __version__
 from oibus.bus.errors import OpenIntentError
 from oibus.bus.keyspace import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS
 from oibus.bus.webhooks import WebhookConfig
-from oibus.cli._common import URL_FILE, Command, failed
+from oibus.cli._common import Command, failed
 from oibus.daemon import run as daemon_run
 from oibus.daemon.config import DaemonConfig
 from oibus.daemon.service import Daemon
 from oibus.demo import run_demo
-from oibus.embedded import EmbeddedServer
+from oibus.embedded import EmbeddedServer, free_port
 from oibus.examples import incident_agents
 from oibus.sdk import Client
+from oibus.sdk.locate import DataDirLock, resolve_url, running_url
+
+PREFERRED_PORTS = range(6379, 6400)
+
+
+def preferred_port() -> int:
+    """The first free port from 6379 up: where a Quickstart looks when this is the only
+    server, and the same from one start to the next; a free one past the range."""
+    for port in PREFERRED_PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def _wait_for_signal() -> None:
@@ -51,7 +68,11 @@ def _wait_for_signal() -> None:
     help="Where the embedded server keeps its data and append-only file.",
 )
 @click.option(
-    "--port", type=int, default=None, help="Port for the embedded server (default: a free one)."
+    "--port",
+    type=int,
+    default=None,
+    help=f"Port for the embedded server (default: the first free of {PREFERRED_PORTS[0]}-"
+    f"{PREFERRED_PORTS[-1]}, so it stays the same from one start to the next).",
 )
 @click.option("--namespace", default=DEFAULT_NAMESPACE, show_default=True)
 @click.option("--demo", "with_demo", is_flag=True, help="Run the demo once it is up.")
@@ -80,12 +101,13 @@ def up(
       OIBUS_REDIS_URL=redis://prod:6379/0 oibus up
     """
     server = None
-    url_file = Path(data_dir) / URL_FILE
+    claim = DataDirLock(data_dir)
     try:
         if redis_url is None:
-            server = EmbeddedServer(data_dir, port)
+            claim.acquire()  # refuses while another `oibus up` runs on this directory
+            server = EmbeddedServer(data_dir, port if port is not None else preferred_port())
             redis_url = server.start()
-            url_file.write_text(redis_url + "\n")
+            claim.publish(redis_url)
             assert server.engine is not None
             click.echo(
                 f"embedded {server.engine.name} {server.engine.version} "
@@ -122,7 +144,7 @@ def up(
         if server is not None:
             click.echo("stopping the embedded server")
             server.stop()
-            url_file.unlink(missing_ok=True)
+        claim.release()  # only this process's own URL file, and only if it holds the lock
 
 
 @click.command(cls=Command)
@@ -143,9 +165,7 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
       oibus demo
       oibus demo --redis-url redis://localhost:6379/0
     """
-    url_file = Path(data_dir) / URL_FILE
-    if redis_url is None and url_file.exists():
-        redis_url = url_file.read_text().strip()
+    redis_url = redis_url or running_url(data_dir)
     server = None
     try:
         if redis_url is None:
@@ -243,6 +263,7 @@ def daemon(
       oibus daemon --check && echo a daemon is alive
     """
     # the other options are named as DaemonConfig's fields
+    settings["redis_url"] = resolve_url(settings.get("redis_url"))  # as every command finds it
     if daemon_id is not None:
         settings["daemon_id"] = daemon_id
     try:

@@ -28,10 +28,11 @@ from oibus.bus.models import Intent, ProtocolInfo
 from oibus.bus.moves import Move
 from oibus.bus.ops import Call, Ops
 from oibus.bus.registry import default_registry
-from oibus.bus.urls import SENTINEL_SCHEME, SentinelTarget, parse_sentinel_url
+from oibus.bus.urls import SENTINEL_SCHEME, SentinelTarget, check_url, parse_sentinel_url
 from oibus.sdk._sync.runner import ScriptRunner
+from oibus.sdk._cluster import SeededCluster
+from oibus.sdk.locate import resolve_url
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 CLUSTER_SCHEME = "redis+cluster://"
 
 
@@ -40,7 +41,8 @@ class ClientBase:
 
     ``agent_id`` is recorded as the actor of every event this client causes and is the
     default ``created_by``. The Redis URL comes from the argument, then ``OIBUS_REDIS_URL``,
-    then the local default; a ``redis+cluster://host:port`` URL connects to a Redis Cluster
+    then the ``oibus up`` running in the working directory, then the local default
+    (``oibus.sdk.locate``); a ``redis+cluster://host:port`` URL connects to a Redis Cluster
     (any node; the keyspace is cluster-safe, see docs/keyspace.md), and a
     ``redis+sentinel://host:26379/<service>`` URL to the primary that Sentinel names
     (``oibus.bus.urls``). Pass ``redis=`` to
@@ -65,26 +67,32 @@ class ClientBase:
         self._ops = Ops(self.keyspace, agent_id)
         self._sentinels: list[Any] = []
         if redis is None:
-            url = redis_url or os.environ.get("OIBUS_REDIS_URL") or DEFAULT_URL
-            if url.startswith(CLUSTER_SCHEME):
-                redis = cast(
-                    Any, RedisCluster
-                ).from_url(  # typed in one flavour only
-                    "redis://" + url[len(CLUSTER_SCHEME) :],
-                    decode_responses=True,
-                    socket_timeout=socket_timeout,
-                    socket_connect_timeout=socket_timeout,
-                )
-            elif url.startswith(SENTINEL_SCHEME):
-                redis, self._sentinels = _sentinel_primary(parse_sentinel_url(url), socket_timeout)
-            else:
-                redis = Redis.from_url(
-                    url,
-                    decode_responses=True,
-                    socket_timeout=socket_timeout,
-                    socket_connect_timeout=socket_timeout,
-                    health_check_interval=30,
-                )
+            url = check_url(resolve_url(redis_url))
+            try:
+                if url.startswith(CLUSTER_SCHEME):
+                    # a subclass, else a failover can strand the client (see _cluster.py)
+                    redis = cast(
+                        Any, SeededCluster
+                    ).from_url(  # typed in one flavour only
+                        "redis://" + url[len(CLUSTER_SCHEME) :],
+                        decode_responses=True,
+                        socket_timeout=socket_timeout,
+                        socket_connect_timeout=socket_timeout,
+                    )
+                elif url.startswith(SENTINEL_SCHEME):
+                    redis, self._sentinels = _sentinel_primary(
+                        parse_sentinel_url(url), socket_timeout
+                    )
+                else:
+                    redis = Redis.from_url(
+                        url,
+                        decode_responses=True,
+                        socket_timeout=socket_timeout,
+                        socket_connect_timeout=socket_timeout,
+                        health_check_interval=30,
+                    )
+            except ValueError as exc:  # redis-py's word for a URL it cannot read
+                raise ConfigurationError(f"bad Redis URL: {exc}") from exc
             self._owns_redis = True
         else:
             if not cast(Any, redis).get_encoder().decode_responses:
@@ -121,14 +129,17 @@ class ClientBase:
 
     def _check_meta(self) -> None:
         """The partition count decides where every id lives, so all clients of a namespace
-        must agree on it: the first client records it, every later one compares."""
+        must agree on it: the first client records it, every later one compares. Read
+        first, so that a read-only Redis user (the reader role) can check it too."""
         key = self.keyspace.meta
-        _, stored = self._runner.commands(
-            [
-                ("HSETNX", key, "partitions", str(self.keyspace.partitions)),
-                ("HGET", key, "partitions"),
-            ]
-        )  # one round trip
+        stored = self._runner.command("HGET", key, "partitions")
+        if stored is None:
+            _, stored = self._runner.commands(
+                [
+                    ("HSETNX", key, "partitions", str(self.keyspace.partitions)),
+                    ("HGET", key, "partitions"),
+                ]
+            )  # one round trip
         if stored != str(self.keyspace.partitions):
             raise ConfigurationError(
                 f"namespace {self.keyspace.namespace!r} uses {stored} partitions; this client "

@@ -15,7 +15,12 @@ import redis.exceptions as rex
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from oibus.bus.errors import ScriptError
+from oibus.bus.errors import (
+    OpenIntentError,
+    PermissionDeniedError,
+    ScriptError,
+    ScriptsNotLoadedError,
+)
 from oibus.bus.keyspace import key_slot
 from oibus.bus.ops import Call
 from oibus.bus.registry import Registry
@@ -28,6 +33,23 @@ def check_one_slot(call: Call) -> None:
     slots = {key_slot(k) for k in call.keys}
     if len(slots) > 1:
         raise ScriptError(f"{call.script} was called with keys in {len(slots)} slots: {call.keys}")
+
+
+def not_loaded(name: str, redis: object) -> str:
+    """The message of ScriptsNotLoadedError: what is missing and the command that fixes
+    it, with this server's address (never its credentials) when the client knows it."""
+    pool = getattr(redis, "connection_pool", None)
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", None) or {}
+    where = "<this server's URL, with an operator user>"
+    if kwargs.get("host") and kwargs.get("port"):
+        address = f"{kwargs['host']}:{kwargs['port']}/{kwargs.get('db') or 0}"
+        where = f"redis://<operator>:<password>@{address}"
+    return (
+        f"script {name} is not loaded on the server, and this Redis user may not load "
+        "scripts (its ACL refuses SCRIPT LOAD, as it should for an agent or a reader): an "
+        f"operator must run `oibus scripts load --redis-url {where}` (after every server "
+        "restart, failover or SCRIPT FLUSH)"
+    )
 
 
 class ScriptRunner:
@@ -74,6 +96,8 @@ class ScriptRunner:
             except rex.NoScriptError:
                 self._load(call.script)
                 return self._execute(*args)
+        except OpenIntentError:
+            raise  # translated already (a refused reload), its cause kept
         except Exception as exc:
             raise translate(exc, script=True) from exc
 
@@ -88,6 +112,8 @@ class ScriptRunner:
                 for name in {c.script for c in calls}:
                     self._load(name)
                 replies = self._pipeline(batch)
+        except OpenIntentError:
+            raise
         except Exception as exc:
             raise translate(exc) from exc
         return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
@@ -100,13 +126,17 @@ class ScriptRunner:
 
     def _load(self, name: str) -> None:
         """SCRIPT LOAD through the client's own helper: on a cluster it reaches every
-        primary (a raw command would go to one node)."""
-        cast(Any, self.redis).script_load(self.registry[name].source)
+        primary (a raw command would go to one node). A user whose ACL refuses it (the
+        agent and reader roles, docs/operations.md) is told who loads scripts instead."""
+        try:
+            cast(Any, self.redis).script_load(self.registry[name].source)
+        except Exception as exc:
+            error = translate(exc)
+            if isinstance(error, PermissionDeniedError):
+                raise ScriptsNotLoadedError(not_loaded(name, self.redis), script=name) from exc
+            raise error from exc
 
     def load_all(self) -> int:
-        try:
-            for name in self.registry:
-                self._load(name)
-        except Exception as exc:
-            raise translate(exc) from exc
+        for name in self.registry:
+            self._load(name)  # its errors are translated
         return len(self.registry)
