@@ -150,6 +150,59 @@ class WebhookFanout:
         self._http: httpx.AsyncClient | None = None
 
     # -- matching -----------------------------------------------------------------------
+    async def _event_micros(self, log_key: str, event_id: str, fallback_ms: int) -> int:
+        """The microsecond an event was appended (its ``at``); its millisecond's last
+        microsecond if the entry is gone (trimmed), so a same-millisecond subscription
+        still gets it rather than miss it."""
+        rows = await self._runner.command("XRANGE", log_key, event_id, event_id)
+        for _, entry in rows or []:
+            at = dict(entry).get("at") if not isinstance(entry, dict) else entry.get("at")
+            if at:
+                return int(at)
+        return fallback_ms * 1000 + 999
+
+    async def _match(
+        self,
+        ids: list[str],
+        texts: list[str | None],
+        now: int,
+        event_type: str,
+        entry_id: str,
+        event: tuple[str, str],
+    ) -> tuple[list[str], list[Call]]:
+        """The subscriptions the event (its log and id) goes to, and the expired ones to
+        remove."""
+        ks = self.keyspace
+        # events from before the subscription are not its business. The bus entry's id
+        # gives the event's millisecond; within the subscription's own millisecond the
+        # event's microsecond decides (its `at`, read from its log only then): both come
+        # from TIME in scripts the server ran one after the other, so the order is exact
+        event_ms = _queued_ms(entry_id)
+        event_us: int | None = None
+        matched: list[str] = []
+        expired: list[Call] = []
+        for sid, text in zip(ids, texts, strict=True):
+            if text is None:
+                continue  # removed since the index was read
+            try:
+                record = decode_record(text, sid)
+            except BusError as exc:
+                # one unreadable record must not hold up the bus: it gets nothing
+                log.error("subscription %s skipped: %s", sid, exc)
+                self._count_error()
+                continue
+            if record.expired(now):
+                expired.append(remove_subscription_call(ks, record, only_expired=True))
+            elif record.matches(event_type):
+                created_ms = record.created_at // 1000
+                if created_ms == event_ms and event_us is None:
+                    event_us = await self._event_micros(*event, event_ms)
+                if created_ms < event_ms or (
+                    created_ms == event_ms and record.created_at <= cast(int, event_us)
+                ):
+                    matched.append(sid)
+        return matched, expired
+
     async def on_bus_entry(self, partition: int, entry_id: str, fields: dict[str, str]) -> None:
         """Called once per bus entry by the daemon's bus reader (possibly again after a
         crash: must be idempotent in effect). When it returns, every delivery the entry
@@ -175,28 +228,11 @@ class WebhookFanout:
         if not ids:
             return
         texts = await self._runner.command("HMGET", ks.subscriptions, *ids)
-        now = await self._now()
-        # events from before the subscription are not its business; compared to the
-        # millisecond (what a bus entry id holds), so an event made just after
-        # subscribing is never missed
-        event_ms = _queued_ms(entry_id)
         key = event_key(source, event_id)
-        matched: list[str] = []
-        expired: list[Call] = []
-        for sid, text in zip(ids, cast("list[str | None]", texts), strict=True):
-            if text is None:
-                continue  # removed since the index was read
-            try:
-                record = decode_record(text, sid)
-            except BusError as exc:
-                # one unreadable record must not hold up the bus: it gets nothing
-                log.error("subscription %s skipped: %s", sid, exc)
-                self._count_error()
-                continue
-            if record.expired(now):
-                expired.append(remove_subscription_call(ks, record, only_expired=True))
-            elif record.matches(event_type) and record.created_at // 1000 <= event_ms:
-                matched.append(sid)
+        now = await self._now()
+        matched, expired = await self._match(
+            ids, cast("list[str | None]", texts), now, event_type, entry_id, (log_key, event_id)
+        )
         for reply in await self._runner.call_many(expired):
             if isinstance(reply, Exception):
                 log.warning("could not remove an expired subscription: %s", reply)

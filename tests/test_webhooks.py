@@ -575,3 +575,21 @@ async def test_the_cli_lists_and_replays_dead_letters(
     assert "replayed 1, 0 left in the store" in replayed
     await run_until(engine, lambda: len(receiver.ok("/later")) == 1)
     assert await anyio.to_thread.run_sync(cli, "dlq", "list") == "0 webhooks dead letters\n"
+
+
+async def test_a_subscription_starts_after_what_came_before_it(
+    aclient: AsyncClient, receiver: Receiver
+) -> None:
+    """Issue 15.6: subscriptions were started at a millisecond, so an event of the same
+    millisecond made just before subscribing was delivered (35 of 50 create-then-
+    subscribe pairs). Within its millisecond the event's microsecond decides now."""
+    pairs = 50
+    for _ in range(pairs):
+        intent = await aclient.create_intent("t")  # intent_created: before the subscription
+        await aclient.subscribe(intent.id, webhook_url=receiver.url("/s"))
+        await aclient.log_event(intent.id, "comment", {})  # after it
+    engine = engine_for(aclient)
+    await Bus(aclient, engine).feed()
+    await run_until(engine, lambda: len(receiver.ok("/s")) >= pairs)
+    delivered = [events([hit])[0]["event_type"] for hit in receiver.ok("/s")]
+    assert delivered == ["comment"] * pairs
