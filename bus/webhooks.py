@@ -192,3 +192,21 @@ def delivery_body(
     if portfolio:
         body["portfolio_id"] = source_id
     return _body_encoder.encode({"subscription_id": subscription_id, "event": body})
+
+
+POLICY_FIELD: Final = "webhook_policy"
+"""The namespace's address policy, in its meta hash beside the partition count: recorded
+once (by the first daemon that delivers, or by ``oibus subscriptions policy``), so every
+daemon of the namespace delivers by the same rule and ``subscribe`` can refuse at once
+what the daemons would refuse later."""
+PUBLIC_ONLY: Final = "public"
+PRIVATE_ALLOWED: Final = "private"
+
+
+def policy_name(allow_private: bool) -> str:
+    return PRIVATE_ALLOWED if allow_private else PUBLIC_ONLY
+
+
+def allows_private(recorded: str | None) -> bool:
+    """The recorded policy; a namespace with none recorded is public only (the safe one)."""
+    return recorded == PRIVATE_ALLOWED

@@ -107,6 +107,8 @@ class Daemon:
         try:
             await check_server(self.client, refuse_eviction=cfg.refuse_eviction)
             loaded = await self.client.load_scripts()
+            if self.webhooks is not None:
+                await self.webhooks.settle_policy()  # before any delivery
             await self.reader.ensure_groups()
             await self.heartbeat.beat()
             self._last_beat = time.monotonic()
@@ -142,6 +144,8 @@ class Daemon:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 try:
                     await self.heartbeat.stop()
+                except Exception as exc:  # Redis is down: the key expires by its TTL
+                    _log.warning("could not delete the heartbeat: %s", exc)
                 finally:
                     if self._owns_client:
                         await self.client.aclose()

@@ -33,16 +33,13 @@ acknowledgement); receivers deduplicate on ``X-OIBus-Event-Id``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import random
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -54,7 +51,7 @@ from redis.asyncio.cluster import RedisCluster
 from oibus import _version
 from oibus.bus.checks import check_text
 from oibus.bus.codec import to_datetime
-from oibus.bus.errors import BusError
+from oibus.bus.errors import BusError, ConfigurationError
 from oibus.bus.keyspace import Keyspace
 from oibus.bus.listing import check_event_cursor, check_limit
 from oibus.bus.models import Page
@@ -63,17 +60,20 @@ from oibus.bus.registry import default_registry
 from oibus.bus.subscriptions import StoredSubscription, decode_record, remove_subscription_call
 from oibus.bus.webhooks import (
     GROUP,
+    POLICY_FIELD,
     Outcome,
     WebhookConfig,
-    address_allowed,
+    allows_private,
     backoff,
     classify,
     delivery_body,
     event_key,
+    policy_name,
     retry_after,
     sign,
 )
 from oibus.daemon.metrics import Metrics
+from oibus.sdk._async.addresses import url_refusal
 from oibus.sdk._async.runner import AsyncScriptRunner
 
 __all__ = [
@@ -509,26 +509,26 @@ class WebhookFanout:
         return outcome, error, wait if outcome is Outcome.RETRY else None
 
     async def _refused(self, url: str) -> str | None:
-        """Why the address policy refuses the URL's host (every address it resolves to
-        must be public), or None. Resolution errors raise OSError: retried."""
-        if self.config.allow_private:
-            return None
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-            addresses = {host}
-        except ValueError:  # a name, not an address: resolve it
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            addresses = {str(info[4][0]) for info in infos}
-        for address in sorted(addresses):
-            if not address_allowed(address):
-                return (
-                    f"{host} resolves to {address}, a private, loopback or link-local "
-                    "address (allow_private is off)"
-                )
-        return None
+        """Why the address policy refuses the URL's host, or None (resolution errors
+        raise OSError: retried)."""
+        return await url_refusal(url, self.config.allow_private)
+
+    async def settle_policy(self) -> None:
+        """Record this daemon's address policy as the namespace's if none is, else
+        refuse to run with another one: daemons sharing the queues must deliver by one
+        rule, or one dead-letters what another would deliver."""
+        meta = self.keyspace.meta
+        mine = policy_name(self.config.allow_private)
+        _, recorded = await self._runner.commands(
+            [("HSETNX", meta, POLICY_FIELD, mine), ("HGET", meta, POLICY_FIELD)]
+        )
+        if recorded != mine:
+            flag = "with" if allows_private(recorded) else "without"
+            raise ConfigurationError(
+                f"namespace {self.keyspace.namespace!r} delivers webhooks by the {recorded!r} "
+                f"address policy; start this daemon {flag} --allow-private-webhooks, or "
+                "change the namespace's policy with `oibus subscriptions policy`"
+            )
 
     # -- outcomes -----------------------------------------------------------------------
     async def _finish(self, sid: str, entry_id: str) -> None:

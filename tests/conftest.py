@@ -103,6 +103,13 @@ def cleanup(raw_redis: redis.Redis, namespace: str) -> Iterator[None]:
             raw_redis.delete(key)
 
 
+@pytest.fixture
+def private_webhooks(raw_redis: redis.Redis, namespace: str, cleanup: None) -> None:
+    """Record the namespace's webhook policy as private-allowed: the tests' receivers
+    listen on 127.0.0.1, which the default (public only) policy refuses at subscribe."""
+    raw_redis.hset(f"{{{namespace}}}:meta", "webhook_policy", "private")
+
+
 def _connection_args(
     backend: str, request: pytest.FixtureRequest, namespace: str
 ) -> tuple[str | None, dict[str, object]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import math
 import os
 import shlex
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from oibus import Client, ConfigurationError, ValidationError
+from oibus import AsyncClient, Client, ConfigurationError, ValidationError
 from oibus.cli import main as cli_main
+from oibus.daemon.webhooks import WebhookConfig, WebhookFanout
 from oibus.sdk.locate import DataDirLock, resolve_url, running_url
 
 NOT_JSON: list[tuple[str, Any, str]] = [
@@ -199,7 +201,9 @@ def test_a_url_file_nobody_holds_is_ignored(
     try:
         claim.publish("redis://127.0.0.1:7/0")
         assert running_url(tmp_path) == "redis://127.0.0.1:7/0"
-        with pytest.raises(ConfigurationError, match=r"already running .* at redis://127\.0\.0\.1:7/0"):
+        with pytest.raises(
+            ConfigurationError, match=r"already running .* at redis://127\.0\.0\.1:7/0"
+        ):
             DataDirLock(tmp_path).acquire()
         monkeypatch.setenv("OIBUS_REDIS_URL", "redis://elsewhere:6379/0")
         assert resolve_url(None, tmp_path) == "redis://elsewhere:6379/0"  # the env wins
@@ -244,3 +248,51 @@ def test_a_closed_pipe_ends_the_command_quietly(embedded_url: str, namespace: st
     )
     assert "status=0" in done.stdout, done.stdout
     assert done.stderr == ""
+
+
+# -- one webhook address policy per namespace (15.7) ---------------------------------------
+def test_subscribe_refuses_at_once_what_the_policy_refuses(client: Client) -> None:
+    """15.7: a URL the daemons would refuse (a private address under the public-only
+    policy) was accepted and dead-lettered later, at every delivery. It is refused at
+    subscribe now, and nothing is written; a namespace that allows private addresses
+    takes it."""
+    intent = client.create_intent("t")
+    assert client.get_webhook_policy() == "public"
+    for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://10.1.2.3/h"]:
+        with pytest.raises(ValidationError, match="private, loopback or link-local") as e:
+            client.subscribe(intent.id, webhook_url=url)
+        assert e.value.field == "webhook_url"
+    assert client.get_subscriptions() == []
+    assert client.set_webhook_policy(True) == "private"
+    sub = client.subscribe(intent.id, webhook_url="http://127.0.0.1:9/hook")
+    assert [s.id for s in client.get_subscriptions()] == [sub.id]
+
+
+@pytest.mark.anyio
+async def test_daemons_of_a_namespace_deliver_by_one_policy(aclient: AsyncClient) -> None:
+    """15.7: daemons with different address policies shared one queue, so one
+    dead-lettered what another would deliver. The first records the namespace's
+    policy; one started with another refuses to run, naming the fix."""
+    public = WebhookFanout(aclient.redis, aclient.keyspace, consumer="d1", config=WebhookConfig())
+    private = WebhookFanout(
+        aclient.redis, aclient.keyspace, consumer="d2", config=WebhookConfig(allow_private=True)
+    )
+    await public.settle_policy()
+    await public.settle_policy()  # the same policy again: fine
+    with pytest.raises(ConfigurationError, match="oibus subscriptions policy"):
+        await private.settle_policy()
+    assert await aclient.get_webhook_policy() == "public"
+
+
+@pytest.mark.real
+def test_the_policy_command(embedded_url: str, namespace: str) -> None:
+    """``oibus subscriptions policy`` shows and sets it (restart the daemons after)."""
+    runner = CliRunner()
+    args = ["subscriptions", "policy", "--redis-url", embedded_url, "--namespace", namespace]
+    assert runner.invoke(cli_main, args).output == "webhook policy: public\n"
+    assert runner.invoke(cli_main, [*args, "--allow-private"]).output == "webhook policy: private\n"
+    shown = runner.invoke(cli_main, [*args, "--json"])
+    assert json.loads(shown.output) == {"webhook_policy": "private"}
+    with Client(embedded_url, namespace=namespace) as client:
+        client.subscribe(webhook_url="http://127.0.0.1:9/hook")
+        client.redis.delete(*client.redis.keys(f"{{{namespace}}}*"))

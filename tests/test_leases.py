@@ -78,7 +78,7 @@ def test_expiry_is_decided_at_the_edge(client: Client, other: Client) -> None:
     assert second.fencing_token == 2
     assert event_types(client, intent.id).count("lease_expired") == 1
     # superseded (issue 15.8: this was a NotFoundError): it expired, and says by whom
-    with pytest.raises(LeaseExpiredError, match="superseded by lease .* of rival") as caught:
+    with pytest.raises(LeaseExpiredError, match=r"superseded by lease .* of rival") as caught:
         client.renew_lease(intent.id, lease.id, 30)
     assert caught.value.holder == other.agent_id
     with pytest.raises(LeaseExpiredError):

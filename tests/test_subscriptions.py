@@ -23,6 +23,9 @@ from oibus.bus.registry import default_registry
 LUA = Path(__file__).resolve().parent.parent / "lua"
 URL = "https://hooks.example.com/oibus"
 
+# the receivers and URLs here are local: the namespace allows private addresses
+pytestmark = pytest.mark.usefixtures("private_webhooks")
+
 
 def _footprint(client: Client, raw: redis.Redis) -> tuple[Any, ...]:
     """Everything a subscription call could write."""

@@ -33,7 +33,7 @@ from oibus.daemon.webhooks import (
     replay_dead_letters,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("private_webhooks")]
 
 FAST = WebhookConfig(
     timeout=3.0,

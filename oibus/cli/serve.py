@@ -236,7 +236,8 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
     "--allow-private-webhooks",
     envvar="OIBUS_ALLOW_PRIVATE_WEBHOOKS",
     is_flag=True,
-    help="Let webhooks reach private, loopback and link-local addresses.",
+    help="Let webhooks reach private, loopback and link-local addresses (the namespace's "
+    "policy: recorded by the first daemon; see `oibus subscriptions policy`).",
 )
 @click.option(
     "--webhook-timeout",

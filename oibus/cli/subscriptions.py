@@ -12,7 +12,7 @@ from oibus.cli._common import Group, Target, bus_command, listing, styled
 
 @click.group(cls=Group)
 def subscriptions() -> None:
-    """Webhook subscriptions: list, add, remove."""
+    """Webhook subscriptions: list, add, remove, and the address policy."""
 
 
 def _scope(s: Subscription) -> str:
@@ -114,3 +114,29 @@ def remove(target: Target, subscription_id: str) -> None:
     with target.client() as client:
         client.unsubscribe(subscription_id)
     target.emit({"removed": subscription_id}, lambda: click.echo(f"removed {subscription_id}"))
+
+
+@subscriptions.command("policy")
+@bus_command
+@click.option(
+    "--allow-private/--public-only",
+    "allow_private",
+    default=None,
+    help="Set the policy (without either: show it).",
+)
+def policy(target: Target, allow_private: bool | None) -> None:
+    """The namespace's webhook address policy: ``public`` (only globally routable
+    addresses, the default) or ``private`` (private, loopback and link-local too).
+    ``subscribe`` refuses what it refuses; every daemon of the namespace delivers by it
+    and refuses to start with another one (restart the daemons after a change).
+
+    \b
+    Example:
+      oibus subscriptions policy --allow-private
+    """
+    with target.client() as client:
+        if allow_private is None:
+            name = client.get_webhook_policy()
+        else:
+            name = client.set_webhook_policy(allow_private)
+    target.emit({"webhook_policy": name}, lambda: click.echo(f"webhook policy: {name}"))

@@ -22,6 +22,8 @@ from oibus.bus.subscriptions import (
     public,
     remove_subscription_call,
 )
+from oibus.bus.webhooks import POLICY_FIELD, allows_private, policy_name
+from oibus.sdk._sync.addresses import url_refusal
 from oibus.sdk._sync.base import ClientBase
 
 
@@ -67,7 +69,34 @@ class SubscriptionsMixin(ClientBase):
             self._check_scope(
                 self.keyspace.portfolio(portfolio_id), "portfolio", portfolio_id
             )
+        self._check_address(call.args[3])
         return created(call, int(self._run(call)))
+
+    def _check_address(self, url: str) -> None:
+        """Refuse now what the namespace's daemons would refuse at every delivery (and
+        dead-letter): a host that resolves to a private address under a public-only
+        policy. A name that does not resolve yet is left to the daemons' check."""
+        recorded = self._runner.command("HGET", self.keyspace.meta, POLICY_FIELD)
+        try:
+            refusal = url_refusal(url, allows_private(recorded))
+        except OSError:
+            return
+        if refusal is not None:
+            raise ValidationError(f"webhook_url: {refusal}", field="webhook_url")
+
+    def set_webhook_policy(self, allow_private: bool) -> str:
+        """Set the namespace's webhook address policy (an operator's call: restart the
+        daemons afterwards, each reads it when it starts and refuses to run with another
+        one). Returns the policy's name."""
+        name = policy_name(allow_private)
+        self._runner.command("HSET", self.keyspace.meta, POLICY_FIELD, name)
+        return name
+
+    def get_webhook_policy(self) -> str:
+        """The namespace's webhook address policy: ``public`` (the default) or
+        ``private``."""
+        recorded = self._runner.command("HGET", self.keyspace.meta, POLICY_FIELD)
+        return policy_name(allows_private(recorded))
 
     def get_subscriptions(
         self,
