@@ -3,17 +3,29 @@ same error everywhere (and the scripts, which check again, never see what these 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from oibus.bus.codec import json_text
 from oibus.bus.errors import PayloadTooLargeError, ValidationError
 
+_LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-def check_text(value: object, field: str, max_bytes: int, *, required: bool = True) -> str:
+
+def check_text(
+    value: object, field: str, max_bytes: int, *, required: bool = True, line: bool = False
+) -> str:
     """A string of at most ``max_bytes`` UTF-8 bytes (non-empty unless ``required=False``);
-    a lone surrogate cannot be sent as UTF-8 and is refused here, not by redis-py."""
+    a lone surrogate cannot be sent as UTF-8 and is refused here, not by redis-py. NUL is
+    refused everywhere (C readers of the data stop at it); with ``line``, every control
+    character and line separator too (a title is one line: a newline in it forges lines
+    in whatever lists it)."""
     if not isinstance(value, str) or (required and not value):
         raise ValidationError(f"{field} must be a non-empty string", field=field)
+    if "\x00" in value:
+        raise ValidationError(f"{field} contains a NUL character", field=field)
+    if line and _LINE_BREAKERS.search(value):
+        raise ValidationError(f"{field} must be one line without control characters", field=field)
     try:
         size = len(value.encode())
     except UnicodeEncodeError:

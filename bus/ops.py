@@ -157,7 +157,7 @@ class Ops:
         assign: str | None = None,
     ) -> Call:
         ks = self.keyspace
-        check_text(title, "title", limits.TITLE_BYTES)
+        check_text(title, "title", limits.TITLE_BYTES, line=True)
         if description is not None:
             check_text(description, "description", limits.TEXT_BYTES, required=False)
         creator = check_text(

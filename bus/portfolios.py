@@ -225,7 +225,7 @@ def create_call(
     created_by: object,
 ) -> Call:
     pid = check_id(portfolio_id, "portfolio_id")
-    check_text(name, "name", limits.TITLE_BYTES)
+    check_text(name, "name", limits.TITLE_BYTES, line=True)
     if description is not None:
         check_text(description, "description", limits.TEXT_BYTES, required=False)
     owner = check_text(created_by, "created_by", 256)

@@ -153,6 +153,15 @@ class BusReader:
                         await self._handle(p, entry_id, fields)
                     else:
                         await self.redis.xack(key, GROUP, entry_id)
+            except Exception as exc:
+                # the server went away mid-batch (an acknowledgement, or the delivery
+                # count of a failed entry): what was not acknowledged stays pending, so
+                # read this daemon's own pending entries again once it answers
+                self.metrics.loop_errors.labels("bus").inc()
+                _log.warning("handling entries of bus %s failed: %s", p, exc)
+                backlog = True
+                await anyio.sleep(1.0)
+                continue
             finally:
                 self._held -= held
             if backlog and len(entries) < self.config.batch:

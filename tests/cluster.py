@@ -3,6 +3,9 @@
 oibus promises to run unchanged on a cluster: every script's keys share one slot (the
 slot guard checks it on every call) and the client routes by key. This tier proves the
 routing, the cross-partition reads and the script reload on every primary for real.
+
+With ``replicas=1`` every primary gets a replica, for the failover tier
+(tests/test_failover.py): a primary killed there has someone to promote.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -29,17 +33,29 @@ def _cli() -> str | None:
     return shutil.which("valkey-cli") or shutil.which("redis-cli")
 
 
+def _syncing(replication: Any) -> bool:
+    return replication.get("role") != "master" and replication.get("master_link_status") != "up"
+
+
 class LocalCluster:
-    def __init__(self, root: Path, nodes: int = 3) -> None:
+    """``nodes`` primaries, each with ``replicas`` replicas (none by default: the contract
+    tier only needs routing). ``node_timeout_ms`` is how long a silent primary goes before
+    its replica may take over, so the failover tier lowers it to keep its tests short."""
+
+    def __init__(
+        self, root: Path, nodes: int = 3, *, replicas: int = 0, node_timeout_ms: int = 2000
+    ) -> None:
         self.root = root
         self.servers: list[EmbeddedServer] = []
         self.nodes = nodes
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
 
     def start(self, timeout: float = 20.0) -> str:
         cli = _cli()
         if cli is None:
             raise RuntimeError("no valkey-cli/redis-cli to create a cluster with")
-        for n in range(self.nodes):
+        for n in range(self.nodes * (1 + self.replicas)):
             data = self.root / f"node{n}"
             args = [
                 "--cluster-enabled",
@@ -49,14 +65,22 @@ class LocalCluster:
                 "--cluster-config-file",
                 str(data / "nodes.conf"),
                 "--cluster-node-timeout",
-                "2000",
+                str(self.node_timeout_ms),
             ]
             server = EmbeddedServer(data, appendonly=False, extra_args=args)
             server.start()
             self.servers.append(server)
         addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
         made = subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [
+                cli,
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -70,6 +94,11 @@ class LocalCluster:
             while conn.cluster("info")["cluster_state"] != "ok":
                 if time.monotonic() > deadline:
                     raise RuntimeError("the local cluster did not become ready")
+                time.sleep(0.05)
+            # a replica that has not finished its first sync would have nothing to promote
+            while self.replicas and _syncing(conn.info("replication")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("a replica of the local cluster did not sync")
                 time.sleep(0.05)
             conn.close()
         return f"redis+cluster://127.0.0.1:{self.servers[0].port}"

@@ -87,21 +87,33 @@ def test_intents_create_list_show(cli: Cli, sync: Client) -> None:
 
 def test_intents_patch_uses_the_version_check(cli: Cli, sync: Client) -> None:
     intent = sync.create_intent("t", state={"a": 1})
-    cli("intents", "patch", intent.id, "--set", "progress=0.5", "--set", "owner.name=ada")
+    cli("intents", "patch", intent.id, "--set", "progress:=0.5", "--set", "owner.name=ada")
     got = sync.get_intent(intent.id)
     assert got.state == {"a": 1, "progress": 0.5, "owner": {"name": "ada"}}
     assert got.version == 2
-    stale = cli("intents", "patch", intent.id, "--set", "x=1", "--version", "1", code=4)
+    stale = cli("intents", "patch", intent.id, "--set", "x:=1", "--version", "1", code=4)
     assert "version 2" in one_line_error(stale)
-    cli("intents", "patch", intent.id, "--remove", "/a", "--set", 'note="hi"', "--version", "2")
+    cli("intents", "patch", intent.id, "--remove", "/a", "--set", "note=hi", "--version", "2")
     assert sync.get_intent(intent.id).state == {
         "progress": 0.5,
         "owner": {"name": "ada"},
         "note": "hi",
     }
-    for bad in (["--set", "novalue"], ["--set", "=1"], [], ["--set", "/a/~x=1"]):
+    # 15.11: bad JSON after := was stored as a string, with exit 0
+    for bad in (
+        ["--set", "novalue"],
+        ["--set", "=1"],
+        ["--set", ":=1"],
+        [],
+        ["--set", "/a/~x=1"],
+        ["--set", 'cfg:={"a":1'],
+        ["--set", "n:=NaN"],
+    ):
         one_line_error(cli("intents", "patch", intent.id, *bad, code=2))
     assert sync.get_intent(intent.id).version == 3  # nothing changed
+    cli("intents", "patch", intent.id, "--set", "n=1", "--set", 'cfg:={"a": [1]}')
+    assert sync.get_intent(intent.id).state["n"] == "1"  # text is text
+    assert sync.get_intent(intent.id).state["cfg"] == {"a": [1]}
 
 
 def test_intents_status_and_bad_input(cli: Cli, sync: Client) -> None:

@@ -103,6 +103,7 @@ def test_kill_9_mid_batch_and_another_daemon_takes_over(
         # a group that has read everything so far: the daemons start from here
         for p in range(bus.keyspace.partitions):
             raw.xgroup_create(bus.keyspace.bus(p), GROUP, "$", mkstream=True)
+        bus.set_webhook_policy(True)  # the receiver is on 127.0.0.1; the daemons agree
         bus.subscribe(webhook_url=receiver.url("/all"), event_types=["status_changed"])
         replies = bus._runner.call_many(
             [  # the dependents' keys declared up front, as the client's second try would

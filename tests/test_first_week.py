@@ -296,3 +296,35 @@ def test_the_policy_command(embedded_url: str, namespace: str) -> None:
     with Client(embedded_url, namespace=namespace) as client:
         client.subscribe(webhook_url="http://127.0.0.1:9/hook")
         client.redis.delete(*client.redis.keys(f"{{{namespace}}}*"))
+
+
+# -- stored text on a terminal (15.9) -------------------------------------------------------
+def test_titles_are_one_line_and_nul_is_refused(client: Client) -> None:
+    """15.9: control characters were accepted in titles (a newline in a title forges a
+    line of ``oibus intents list``)."""
+    for title in ["two\nlines", "carriage\rreturn", "erase\x1b[2K", "sep\u2028arator"]:
+        with pytest.raises(ValidationError, match="one line without control characters"):
+            client.create_intent(title)
+    with pytest.raises(ValidationError, match="NUL"):
+        client.create_intent("t", description="a\x00b")
+    assert client.list_intents() == []
+
+
+@pytest.mark.real
+def test_the_cli_prints_stored_text_escaped(embedded_url: str, namespace: str) -> None:
+    """15.9: the CLI printed stored text raw. A description may hold several lines; on
+    the terminal it stays on its own line, escaped, and so does any control sequence."""
+    with Client(embedded_url, namespace=namespace) as client:
+        intent = client.create_intent(
+            "ok", description="line one\nstatus  FORGED\x1b[2K\u202eevil", state={"k\nx": 1}
+        )
+    result = CliRunner().invoke(
+        cli_main,
+        ["intents", "show", intent.id, "--redis-url", embedded_url, "--namespace", namespace],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "description  line one\\nstatus  FORGED\\x1b[2K\\u202eevil" in lines
+    assert "  k\\nx = 1" in lines
+    assert not any(line.startswith("status  FORGED") for line in lines)
+    assert "\x1b[2K" not in result.output and "\u202e" not in result.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -188,10 +189,37 @@ def status_text(status: str) -> str:
     return styled(status, fg=STATUS_COLOURS.get(status, "white"))
 
 
+_UNSAFE = re.compile(
+    "[\x00-\x1a\x1c-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\x1b(?!\\[[0-9;]*m)"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def printable(text: str) -> str:
+    """Stored text as one line a terminal shows as written: a newline, a carriage return,
+    a cursor or erase sequence, a line separator or a bidi override in a title would
+    otherwise forge or hide lines of the output (``\\n``, ``\\x1b`` and so on instead). The
+    colour sequences ``styled`` makes stay."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def say(text: str) -> None:
+    """``click.echo`` for a line that holds stored text (see ``printable``)."""
+    click.echo(printable(text))
+
+
 def table(rows: list[list[str]], header: list[str]) -> None:
-    """Plain aligned columns (widths from the unstyled text)."""
+    """Plain aligned columns (widths from the unstyled text); every cell printable."""
     if not rows:
         return
+    rows = [[printable(c) for c in r] for r in rows]
     plain = [[click.unstyle(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in plain) for i in range(len(header))]
     for n, row in enumerate([header, *rows]):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from oibus.bus.errors import NotFoundError, ValidationError
-from oibus.cli._common import Group, Target, bus_command, listing
+from oibus.cli._common import Group, Target, bus_command, listing, say
 from oibus.daemon import deadletters
 from oibus.daemon.deadletters import KINDS, Letter, ReplayResult
 from oibus.sdk import AsyncClient
@@ -87,7 +87,7 @@ def show(target: Target, kind: str, letter_id: str) -> None:
             f"{letter.kind} dead letter {letter.id}, failed {letter.failed_at:%Y-%m-%d %H:%M:%S}"
         )
         for name, value in letter.fields.items():
-            click.echo(f"  {name}: {value}")
+            say(f"  {name}: {value}")
 
     target.emit(letter, text)
 

@@ -6,7 +6,7 @@ import click
 
 from oibus.bus.consuming import Delivery, Source, check_types, plan_source, wanted
 from oibus.bus.models import Event
-from oibus.cli._common import Group, Target, bus_command, styled, to_json
+from oibus.cli._common import Group, Target, bus_command, say, styled, to_json
 from oibus.sdk import Client
 from oibus.sdk._sync.events import join_events
 
@@ -138,4 +138,4 @@ def emit(target: Target, delivery: Delivery) -> None:
     if target.as_json:
         click.echo(to_json({"event": event, "portfolio_id": delivery.portfolio_id}))
     else:
-        click.echo(event_line(event, with_intent=True), color=None)
+        say(event_line(event, with_intent=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from oibus.bus.graphs import tree_lines
-from oibus.cli._common import Command, Target, bus_command, status_text, styled
+from oibus.cli._common import Command, Target, bus_command, say, status_text, styled
 
 
 @click.command(cls=Command)
@@ -31,9 +31,7 @@ def graph(target: Target, intent_id: str, max_nodes: int) -> None:
             after = ""
             if line.waits_for:
                 after = "  after " + ", ".join(titles.get(d, d) for d in line.waits_for)
-            click.echo(
-                f"{line.prefix}{node.title} [{status_text(node.status)}] {node.id}{mark}{after}"
-            )
+            say(f"{line.prefix}{node.title} [{status_text(node.status)}] {node.id}{mark}{after}")
         agg = found.aggregate
         counts = ", ".join(f"{k} {v}" for k, v in agg.by_status.items() if v)
         click.echo(f"{agg.total} intents ({counts}), {agg.completion_percentage}% completed")

@@ -10,7 +10,7 @@ import msgspec
 from oibus.bus.errors import ValidationError
 from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.statuses import IntentStatus
-from oibus.cli._common import Group, Target, bus_command, listing, status_text, to_json
+from oibus.cli._common import Group, Target, bus_command, listing, say, status_text, to_json
 from oibus.cli.events import event_line
 
 STATUSES = [s.value for s in IntentStatus]
@@ -115,10 +115,10 @@ def show_intent(
     if intent.constraints:
         rows.append(("constraints", to_json(intent.constraints)))
     for name, value in rows:
-        click.echo(f"{name:<12} {value}")
+        say(f"{name:<12} {value}")
     click.echo("state:" if intent.state else "state: {}")
     for key in sorted(intent.state):
-        click.echo(f"  {key} = {to_json(intent.state[key])}")
+        say(f"  {key} = {to_json(intent.state[key])}")
     if leases:
         click.echo("leases:")
         for lease in leases:
@@ -129,11 +129,11 @@ def show_intent(
     if deps:
         click.echo("depends on:")
         for dep in deps:
-            click.echo(f"  {dep.id}  {status_text(dep.status)}  {dep.title}")
+            say(f"  {dep.id}  {status_text(dep.status)}  {dep.title}")
     if recent:
         click.echo("latest events:")
         for event in recent:
-            click.echo("  " + event_line(event))
+            say("  " + event_line(event))
 
 
 def parse_json_option(value: str | None, name: str) -> Any:
@@ -225,12 +225,21 @@ def status(
 
 
 def parse_assignment(text: str) -> StatePatch:
-    """``path=value``: the path a JSON pointer (``/a/b``) or dotted (``a.b``); the value
-    JSON when it parses as JSON, else the text itself."""
-    path, sep, raw = text.partition("=")
-    if not sep or not path:
-        raise ValidationError(f"--set {text!r}: expected path=value", field="set")
-    return StatePatch("set", pointer(path), json_or_text(raw))
+    """``path=text`` sets the text itself, always a string; ``path:=json`` sets a JSON
+    value, and JSON that does not parse is refused (as HTTPie spells the two). Guessing
+    ("JSON when it parses, else text") stored a mistyped ``{"a":1`` as a string. The
+    path is a JSON pointer (``/a/b``) or dotted (``a.b``)."""
+    at = text.find("=")
+    if at <= 0 or (at == 1 and text[0] == ":"):
+        raise ValidationError(f"--set {text!r}: expected path=text or path:=json", field="set")
+    if text[at - 1] == ":":
+        path, raw = text[: at - 1], text[at + 1 :]
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ValidationError(f"--set {path}:= is not valid JSON: {exc}", field="set") from exc
+        return StatePatch("set", pointer(path), value)
+    return StatePatch("set", pointer(text[:at]), text[at + 1 :])
 
 
 def pointer(path: str) -> str:
@@ -239,18 +248,15 @@ def pointer(path: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in path.split("."))
 
 
-def json_or_text(raw: str) -> Any:
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return raw
-
-
 @intents.command("patch")
 @bus_command
 @click.argument("intent_id")
 @click.option(
-    "--set", "sets", multiple=True, metavar="PATH=VALUE", help="Set a value (repeatable)."
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=TEXT|PATH:=JSON",
+    help="Set a string (path=text) or a JSON value (path:=json); repeatable.",
 )
 @click.option(
     "--remove", "removes", multiple=True, metavar="PATH", help="Remove a key (repeatable)."
@@ -273,7 +279,8 @@ def patch(
 
     \b
     Example:
-      oibus intents patch 3f2a… --set progress=0.5 --set notes='"checked"'
+      oibus intents patch 3f2a… --set progress:=0.5 --set notes=checked
+      oibus intents patch 3f2a… --set 'cfg:={"retries": 3}'
       oibus intents patch 3f2a… --remove /draft --version 7
     """
     ops = [parse_assignment(s) for s in sets]

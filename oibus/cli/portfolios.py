@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from oibus.bus.portfolios import Portfolio
-from oibus.cli._common import Group, Target, bus_command, listing, status_text, table
+from oibus.cli._common import Group, Target, bus_command, listing, say, status_text, table
 
 
 @click.group(cls=Group)
@@ -59,14 +59,14 @@ def show(target: Target, portfolio_id: str) -> None:
 
     def text() -> None:
         click.echo(f"id           {p.id}")
-        click.echo(f"name         {p.name}")
+        say(f"name         {p.name}")
         click.echo(f"status       {status_text(p.status)}  (members: {p.aggregate_status.status})")
         click.echo(f"completed    {_progress(p)}")
-        click.echo(f"created      {p.created_at:%Y-%m-%d %H:%M:%S} by {p.created_by}")
+        say(f"created      {p.created_at:%Y-%m-%d %H:%M:%S} by {p.created_by}")
         if p.primary_intent_id:
             click.echo(f"primary      {p.primary_intent_id}")
         if p.description:
-            click.echo(f"description  {p.description}")
+            say(f"description  {p.description}")
         table(
             [[m.intent_id, status_text(m.status), m.role, str(m.priority)] for m in p.intents],
             ["MEMBER", "STATUS", "ROLE", "PRIORITY"],
