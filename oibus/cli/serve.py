@@ -35,6 +35,9 @@ def preferred_port() -> int:
     server, and the same from one start to the next; a free one past the range."""
     for port in PREFERRED_PORTS:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # as the server binds: a port whose last connections linger in TIME_WAIT
+            # after a restart is free to it, so the port stays the same
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
