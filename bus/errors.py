@@ -18,6 +18,8 @@ redis-py exception: the transport translates those here, chained with ``from``.
     ├── IntentClosedError          a mutation on a completed/abandoned intent
     ├── ConfigurationError         the client and the bus disagree (namespace, partitions)
     ├── EmbeddedServerError        no engine to embed, or it would not start
+    ├── AuthenticationError        HTTP: no API key, or one the server does not know (401)
+    ├── AccessDeniedError          HTTP: the key's role may not do this, or act as that agent (403)
     └── BusError                   the server misbehaved
         ├── BusConnectionError     cannot reach Redis
         ├── BusTimeoutError        Redis did not answer in time
@@ -56,6 +58,8 @@ __all__ = [
     "PatchError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "AuthenticationError",
+    "AccessDeniedError",
     "ScriptError",
     "ScriptsNotLoadedError",
     "ValidationError",
@@ -225,6 +229,19 @@ class EmbeddedServerError(OpenIntentError):
     """The embedded engine is missing or failed to start."""
 
     code = "EMBEDDED"
+
+
+class AuthenticationError(OpenIntentError):
+    """The HTTP server got no API key, or one it does not know (401)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class AccessDeniedError(OpenIntentError):
+    """The HTTP server knows the key, and its role may not do this or may not act as the
+    agent named in ``X-Agent-ID`` (403)."""
+
+    code = "FORBIDDEN"
 
 
 class BusError(OpenIntentError):

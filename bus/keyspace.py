@@ -219,6 +219,12 @@ class Keyspace:
 
     # -- subscriptions and webhooks (RFC-0006) -------------------------------------------
     @property
+    def api_keys(self) -> str:
+        """The HTTP server's API keys (hash): SHA-256 of the key -> record JSON (principal,
+        role, label, created_at). The key itself is never stored."""
+        return f"{{{self.namespace}}}:keys"
+
+    @property
     def subscriptions(self) -> str:
         """Subscription records by id (hash, JSON values): namespace-wide, because a global
         subscription belongs to no partition and matching must find every scope's

@@ -15,7 +15,9 @@ from oibus.bus.attachments import Attachment
 from oibus.bus.consuming import Delivery
 from oibus.bus.costs import CostRecord, CostSummary, CostType
 from oibus.bus.errors import (
+    AccessDeniedError,
     AlreadyExistsError,
+    AuthenticationError,
     BudgetExceededError,
     BusConnectionError,
     BusError,
@@ -88,6 +90,7 @@ from oibus.sdk.handlers import (
 )
 
 __all__ = [
+    "AccessDeniedError",
     "AdapterConfig",
     "Agent",
     "AgentBase",
@@ -99,6 +102,7 @@ __all__ = [
     "AsyncLLMAdapter",
     "AsyncLoggedStream",
     "Attachment",
+    "AuthenticationError",
     "BudgetExceededError",
     "BusConnectionError",
     "BusError",

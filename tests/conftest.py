@@ -20,6 +20,7 @@ import pytest
 import redis
 import redis.cluster
 from cluster import LocalCluster
+from gateway_server import LiveGateway, live_gateway
 from receiver import Hit, Receiver
 
 from oibus import AsyncClient, Client
@@ -201,3 +202,22 @@ def bus(embedded_url: str, namespace: str) -> Iterator[Client]:
         raw.delete(key)
     raw.close()
     client.close()
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def gateway(request: pytest.FixtureRequest) -> Iterator[LiveGateway]:
+    """The HTTP server over real sockets, in front of the embedded engine or the local
+    cluster, in a namespace of its own for the module (see tests/gateway_server.py)."""
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    namespace = "g" + uuid.uuid4().hex[:12]
+    with live_gateway(url, namespace) as gw:
+        yield gw
+    if url.startswith("redis+cluster://"):
+        conn: redis.Redis = redis.cluster.RedisCluster.from_url(  # type: ignore[assignment]
+            url.replace("redis+cluster://", "redis://"), decode_responses=True
+        )
+    else:
+        conn = redis.Redis.from_url(url, decode_responses=True)
+    for key in [*conn.scan_iter(f"{{{namespace}:*"), *conn.scan_iter(f"{{{namespace}}}*")]:
+        conn.delete(key)
+    conn.close()

@@ -8,7 +8,18 @@ from __future__ import annotations
 import click
 
 from oibus._version import __version__
-from oibus.cli import acl, dlq, events, graph, inspect, intents, leases, portfolios, subscriptions
+from oibus.cli import (
+    acl,
+    dlq,
+    events,
+    gateway,
+    graph,
+    inspect,
+    intents,
+    leases,
+    portfolios,
+    subscriptions,
+)
 from oibus.cli._common import Group
 from oibus.cli.serve import daemon, demo, up
 
@@ -43,6 +54,8 @@ for command in (
     subscriptions.subscriptions,
     dlq.dlq,
     acl.acl,
+    gateway.serve,
+    gateway.keys,
 ):
     main.add_command(command)
 

@@ -1,0 +1,357 @@
+"""Intents, their state, status, events, agents and graph (RFC-0001, 0002): each handler
+authenticates, decodes, makes one SDK call and encodes the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from oibus.bus.errors import ConflictError, LeaseConflictError, ValidationError
+from oibus.gateway.context import Caller, Gateway
+from oibus.gateway.errors import error_response
+from oibus.gateway.http import body, if_match, query_int, query_time, respond, text_field
+from oibus.gateway.shapes import aggregate_json, event_json, intent_json
+
+PAGE_MAX = 1000
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def caller(request: Request, *, write: bool = False) -> Caller:
+    return await gateway(request).caller(request, write=write)
+
+
+def _id(request: Request, name: str = "intent_id") -> str:
+    value: str = request.path_params[name]
+    return value
+
+
+def _strings(data: dict[str, Any], name: str) -> list[str] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{name} must be a list of ids", field=name)
+    return value
+
+
+def _mapping(data: dict[str, Any], *names: str) -> dict[str, Any] | None:
+    value = text_field(data, *names)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{names[0]} must be a JSON object", field=names[0])
+    return value
+
+
+async def _with_current(request: Request, c: Caller, exc: ConflictError) -> Response:
+    """A version conflict answers with the intent as it is now, so the caller can retry
+    without another read (a lease conflict stays a lease conflict)."""
+    if isinstance(exc, LeaseConflictError):
+        return error_response(exc)
+    current = await c.client.get_intent(_id(request))
+    return error_response(
+        exc, {"current_version": current.version, "current": intent_json(current)}
+    )
+
+
+# -- intents ------------------------------------------------------------------------------
+async def create_intent(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    intent = await c.client.create_intent(
+        text_field(data, "title"),
+        text_field(data, "description"),
+        _mapping(data, "constraints"),
+        state=_mapping(data, "state", "initial_state"),
+        status=text_field(data, "status", default="active"),
+        parent_intent_id=text_field(data, "parent_intent_id", "parent_id"),
+        depends_on=_strings(data, "depends_on"),
+        idempotency_key=request.headers.get("idempotency-key"),
+        intent_id=text_field(data, "id"),
+    )
+    return respond(intent_json(intent))
+
+
+async def list_intents(request: Request) -> Response:
+    c = await caller(request)
+    if query_int(request, "offset", 0, 0, 0) != 0:
+        raise ValidationError("offset paging is not supported: use cursor", field="offset")
+    page = await c.client.list_intents(
+        status=request.query_params.get("status") or None,
+        created_by=request.query_params.get("created_by") or None,
+        parent_id=request.query_params.get("parent_id") or None,
+        limit=query_int(request, "limit", 50, 1, PAGE_MAX),
+        cursor=request.query_params.get("cursor") or None,
+    )
+    return respond({"intents": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def get_intent(request: Request) -> Response:
+    c = await caller(request)
+    return respond(intent_json(await c.client.get_intent(_id(request))))
+
+
+async def patch_state(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    version = if_match(request)
+    try:
+        if "patches" in data:
+            patches = data["patches"]
+            if not isinstance(patches, list):
+                raise ValidationError("patches must be a list", field="patches")
+            intent = await c.client.patch_state(_id(request), version, [_patch(p) for p in patches])
+        elif "state" in data:
+            state = _mapping(data, "state") or {}
+            intent = await c.client.update_state(_id(request), version, state)
+        else:
+            raise ValidationError('give {"patches": [...]} or {"state": {...}}', field="patches")
+    except ConflictError as exc:
+        return await _with_current(request, c, exc)
+    return respond(intent_json(intent))
+
+
+def _patch(raw: Any) -> dict[str, Any]:
+    """A patch as the SDK sends it: ``path`` may be a bare key (``progress``) or a
+    slash path without its leading slash (``a/b``): both are JSON pointers here."""
+    if not isinstance(raw, dict):
+        raise ValidationError("each patch is a JSON object", field="patches")
+    patch: dict[str, Any] = raw
+    path = patch.get("path")
+    if isinstance(path, str) and not path.startswith("/"):
+        patch = {**patch, "path": "/" + path}
+    return patch
+
+
+async def set_status(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    try:
+        intent = await c.client.set_status(
+            _id(request), if_match(request), text_field(data, "status"), text_field(data, "reason")
+        )
+    except ConflictError as exc:
+        return await _with_current(request, c, exc)
+    return respond(intent_json(intent))
+
+
+# -- events ---------------------------------------------------------------------------------
+async def get_events(request: Request) -> Response:
+    c = await caller(request)
+    page = await c.client.get_events(
+        _id(request),
+        event_type=request.query_params.get("event_type") or None,
+        since=query_time(request, "since"),
+        after=request.query_params.get("cursor") or request.query_params.get("after") or None,
+        limit=query_int(request, "limit", 100, 1, PAGE_MAX),
+    )
+    events = [event_json(e) for e in page]
+    return respond({"events": events, "next_cursor": page.next_cursor})
+
+
+async def log_event(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    event = await c.client.log_event(
+        _id(request), text_field(data, "event_type", "type"), _mapping(data, "payload")
+    )
+    return respond(event_json(event))
+
+
+# -- agents -------------------------------------------------------------------------------
+async def assign_agent(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request, required=False)
+    agent = text_field(data, "agent_id", default=c.actor)
+    intent = await c.client.assign_agent(_id(request), agent)
+    return respond(
+        _assignment(intent.id, agent, intent.updated_at.isoformat(), intent_json(intent))
+    )
+
+
+async def unassign_agent(request: Request) -> Response:
+    c = await caller(request, write=True)
+    agent = _id(request, "agent_id")
+    intent = await c.client.unassign_agent(_id(request), agent)
+    return respond({"intent_id": intent.id, "agent_id": agent, "intent": intent_json(intent)})
+
+
+async def list_agents(request: Request) -> Response:
+    c = await caller(request)
+    intent = await c.client.get_intent(_id(request))
+    at = intent.updated_at.isoformat()
+    return respond([_assignment(intent.id, a, at) for a in intent.assigned_agents])
+
+
+def _assignment(
+    intent_id: str, agent: str, at: str, intent: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": f"{intent_id}:{agent}",
+        "intent_id": intent_id,
+        "agent_id": agent,
+        "role": "worker",
+        "assigned_at": at,
+    }
+    if intent is not None:
+        out["intent"] = intent
+    return out
+
+
+# -- graph (RFC-0002) -----------------------------------------------------------------------
+async def create_child(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    intent = await c.client.create_child_intent(
+        _id(request),
+        text_field(data, "title"),
+        text_field(data, "description"),
+        _mapping(data, "constraints"),
+        depends_on=_strings(data, "depends_on"),
+        state=_mapping(data, "state", "initial_state"),
+        assign=text_field(data, "assign"),
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    return respond(intent_json(intent))
+
+
+async def children(request: Request) -> Response:
+    c = await caller(request)
+    page = await c.client.get_children(
+        _id(request),
+        query_int(request, "limit", 100, 1, PAGE_MAX),
+        request.query_params.get("cursor"),
+    )
+    return respond({"children": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def descendants(request: Request) -> Response:
+    c = await caller(request)
+    found = await c.client.get_descendants(
+        _id(request), query_int(request, "limit", 1000, 1, 10_000)
+    )
+    return respond({"descendants": [intent_json(i) for i in found]})
+
+
+async def ancestors(request: Request) -> Response:
+    c = await caller(request)
+    return respond(
+        {"ancestors": [intent_json(i) for i in await c.client.get_ancestors(_id(request))]}
+    )
+
+
+async def dependencies(request: Request) -> Response:
+    c = await caller(request)
+    found = await c.client.get_dependencies(_id(request))
+    return respond({"dependencies": [intent_json(i) for i in found]})
+
+
+async def dependents(request: Request) -> Response:
+    c = await caller(request)
+    page = await c.client.get_dependents(
+        _id(request),
+        query_int(request, "limit", 100, 1, PAGE_MAX),
+        request.query_params.get("cursor"),
+    )
+    return respond({"dependents": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def ready(request: Request) -> Response:
+    c = await caller(request)
+    page = await c.client.get_ready_intents(
+        _id(request),
+        query_int(request, "limit", 100, 1, PAGE_MAX),
+        request.query_params.get("cursor"),
+    )
+    return respond({"ready": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def blocked(request: Request) -> Response:
+    c = await caller(request)
+    page = await c.client.get_blocked_intents(
+        _id(request),
+        query_int(request, "limit", 100, 1, PAGE_MAX),
+        request.query_params.get("cursor"),
+    )
+    return respond({"blocked": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def graph(request: Request) -> Response:
+    c = await caller(request)
+    found = await c.client.get_intent_graph(
+        _id(request), query_int(request, "max_nodes", 500, 1, 10_000)
+    )
+    return respond(
+        {
+            "root_id": found.root,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "title": n.title,
+                    "status": n.status,
+                    "parent_id": n.parent_intent_id,
+                    "depends_on": list(n.depends_on),
+                }
+                for n in found.nodes
+            ],
+            "edges": [{"from": e.source, "to": e.target, "type": e.kind} for e in found.edges],
+            "aggregate_status": aggregate_json(found.aggregate),
+            "truncated": found.truncated,
+        }
+    )
+
+
+async def add_dependency(request: Request) -> Response:
+    c = await caller(request, write=True)
+    data = await body(request)
+    try:
+        intent = await c.client.add_dependency(
+            _id(request), text_field(data, "dependency_id", "depends_on"), if_match(request)
+        )
+    except ConflictError as exc:
+        return await _with_current(request, c, exc)
+    return respond(intent_json(intent))
+
+
+async def remove_dependency(request: Request) -> Response:
+    c = await caller(request, write=True)
+    try:
+        intent = await c.client.remove_dependency(
+            _id(request), _id(request, "dependency_id"), if_match(request)
+        )
+    except ConflictError as exc:
+        return await _with_current(request, c, exc)
+    return respond(intent_json(intent))
+
+
+P = "/api/v1/intents/{intent_id}"
+routes = [
+    Route("/api/v1/intents", create_intent, methods=["POST"]),
+    Route("/api/v1/intents", list_intents, methods=["GET"]),
+    Route(P, get_intent, methods=["GET"]),
+    Route(P + "/state", patch_state, methods=["POST", "PATCH"]),
+    Route(P + "/status", set_status, methods=["POST"]),
+    Route(P + "/events", get_events, methods=["GET"]),
+    Route(P + "/events", log_event, methods=["POST"]),
+    Route(P + "/agents", list_agents, methods=["GET"]),
+    Route(P + "/agents", assign_agent, methods=["POST"]),
+    Route(P + "/agents/{agent_id}", unassign_agent, methods=["DELETE"]),
+    Route(P + "/children", create_child, methods=["POST"]),
+    Route(P + "/children", children, methods=["GET"]),
+    Route(P + "/descendants", descendants, methods=["GET"]),
+    Route(P + "/ancestors", ancestors, methods=["GET"]),
+    Route(P + "/dependencies", dependencies, methods=["GET"]),
+    Route(P + "/dependencies", add_dependency, methods=["POST"]),
+    Route(P + "/dependencies/{dependency_id}", remove_dependency, methods=["DELETE"]),
+    Route(P + "/dependents", dependents, methods=["GET"]),
+    Route(P + "/ready", ready, methods=["GET"]),
+    Route(P + "/blocked", blocked, methods=["GET"]),
+    Route(P + "/graph", graph, methods=["GET"]),
+]
