@@ -1,11 +1,13 @@
 # syntax=docker/dockerfile:1
 # The oibus image: the package built into wheels in one stage and installed, from those
 # wheels only, into a slim runtime that runs as a non-root user. Its default command is
-# the daemon; every other `oibus` command runs the same way.
+# the daemon; every other `oibus` command runs the same way, the HTTP API too.
 #
 #   docker build -t oibus .
 #   docker run --rm -e OIBUS_REDIS_URL=redis://redis.internal:6379/0 -p 9464:9464 oibus
 #   docker run --rm -e OIBUS_REDIS_URL=redis://redis.internal:6379/0 oibus doctor
+#   docker run --rm -e OIBUS_REDIS_URL=redis://redis.internal:6379/0 -p 8000:8000 \
+#       oibus serve --host 0.0.0.0 --port 8000      # the OpenIntent HTTP API (docs/http.md)
 #
 # Nothing secret is baked in: give the Redis URL (and its password, if any) at run time,
 # from the orchestrator's secret store. See docs/operations.md.
@@ -51,7 +53,10 @@ WORKDIR /home/oibus
 # every interface so Prometheus (and the orchestrator) can reach them.
 ENV OIBUS_HTTP_HOST=0.0.0.0 \
     OIBUS_HTTP_PORT=9464
-EXPOSE 9464
+# 8000: the HTTP API, when the container runs `oibus serve --host 0.0.0.0 --port 8000` (give
+# the port: OIBUS_HTTP_PORT above is the daemon's metrics port, and `serve` reads it too).
+# Its health check is GET /health (see the gateway service in compose.yaml).
+EXPOSE 9464 8000
 
 # Exit 0 while a daemon's heartbeat is live on the namespace (OIBUS_REDIS_URL,
 # OIBUS_NAMESPACE); it reads Redis, so it also fails while Redis is unreachable.

@@ -86,6 +86,7 @@ async def _oibus(url: str, port: int, events: int, subs: int) -> tuple[float, in
     client = oibus.AsyncClient(url, agent_id="bench", namespace=ns, slot_guard=False)
     http = httpx.AsyncClient(timeout=5)  # one connection for the polls: cheap to ask often
     try:
+        await client.set_webhook_policy(True)  # the receiver is on loopback
         for _ in range(subs):
             await client.subscribe(webhook_url=f"http://127.0.0.1:{port}/hook")
         intent = await client.create_intent("webhook source")

@@ -37,7 +37,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessDeniedError",
     "AlreadyExistsError",
+    "AuthenticationError",
     "BudgetExceededError",
     "BusConnectionError",
     "BusError",
@@ -58,8 +60,6 @@ __all__ = [
     "PatchError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
-    "AuthenticationError",
-    "AccessDeniedError",
     "ScriptError",
     "ScriptsNotLoadedError",
     "ValidationError",

@@ -25,6 +25,7 @@ from oibus.gateway import (
     governance,
     intents,
     leases,
+    openapi,
     portfolios,
     records,
     streams,
@@ -87,11 +88,14 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         OpenIntentError: on_oibus_error,
         Exception: on_unexpected,
     }
-    return Starlette(
+    app = Starlette(
         routes=[*route_groups(), *cfg.extra_routes],
         lifespan=lifespan,
         exception_handlers=handlers,
     )
+    # built once, here, from the routes this app really serves (gateway/openapi.py)
+    app.state.openapi = openapi.encode(app.routes)
+    return app
 
 
 # -- discovery and health -------------------------------------------------------------------
@@ -144,6 +148,7 @@ async def health(request: Request) -> Response:
 
 
 async def server_config(request: Request) -> Response:
+    """The server's protocol version (the async reference SDK reads it; no auth)."""
     return respond({"protocol_version": "0.1", "implementation": "oibus"})
 
 
@@ -152,4 +157,5 @@ meta_routes: list[BaseRoute] = [
     Route("/health", health, methods=["GET"]),
     Route("/healthz", health, methods=["GET"]),
     Route("/api/v1/server/config", server_config, methods=["GET"]),
+    *openapi.routes(),
 ]

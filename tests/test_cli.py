@@ -3,19 +3,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from click.testing import CliRunner
 
-from oibus import __version__
+from oibus import AsyncClient, __version__
 from oibus.cli import main
+from oibus.cli.serve import dev_key
+from oibus.gateway.keys import revoke_key
 
 pytestmark = pytest.mark.real
 
@@ -87,6 +93,15 @@ def test_up_serves_until_signalled_then_stops_the_engine(tmp_path: Path) -> None
     conn = redis.Redis.from_url(url)
     assert conn.ping()
     assert (tmp_path / "appendonlydir").exists()
+    api, key = http_api_of(output)
+    assert (tmp_path / "api-key").read_text().strip() == key
+    assert stat.S_IMODE((tmp_path / "api-key").stat().st_mode) == 0o600
+    with httpx.Client(base_url=api, timeout=10) as http:
+        assert http.get("/health").status_code == 200
+        made = http.post("/api/v1/intents", headers={"X-API-Key": key}, json={"title": "via up"})
+        assert made.status_code == 200, made.text
+        assert made.json()["title"] == "via up" and made.json()["version"] == 1
+        assert http.post("/api/v1/intents", json={"title": "no key"}).status_code == 401
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     proc.stdout.close()
@@ -94,6 +109,36 @@ def test_up_serves_until_signalled_then_stops_the_engine(tmp_path: Path) -> None
         conn.ping()
     conn.close()
     assert not (tmp_path / "url").exists()
+    with pytest.raises(httpx.ConnectError):  # the HTTP API stopped with `up`
+        httpx.get(api + "/health", timeout=5)
+
+
+def http_api_of(output: str) -> tuple[str, str]:
+    """The HTTP API's URL and the admin key, as `oibus up` prints them."""
+    api = re.search(r"^HTTP API: (http://\S+) \(docs at /docs\)$", output, re.M)
+    key = re.search(r"^API key: (oik_\S+)$", output, re.M)
+    assert api and key, output
+    return api.group(1), key.group(1)
+
+
+def test_the_dev_key_is_kept_while_it_resolves(
+    embedded_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """`oibus up`'s admin key: written 0600 once, the same key on the next start, and a
+    new one when the kept key no longer resolves (revoked, or the data wiped)."""
+    first = dev_key(embedded_url, namespace, tmp_path)
+    assert first.startswith("oik_")
+    assert stat.S_IMODE((tmp_path / "api-key").stat().st_mode) == 0o600
+    assert dev_key(embedded_url, namespace, tmp_path) == first
+
+    async def revoke() -> str:
+        async with AsyncClient(embedded_url, namespace=namespace) as client:
+            return (await revoke_key(client, first)).principal
+
+    assert asyncio.run(revoke()) == "dev"
+    second = dev_key(embedded_url, namespace, tmp_path)
+    assert second != first and second.startswith("oik_")
+    assert (tmp_path / "api-key").read_text().strip() == second
 
 
 def test_up_then_doctor_then_a_live_tail(tmp_path: Path) -> None:
@@ -122,12 +167,22 @@ def test_up_then_doctor_then_a_live_tail(tmp_path: Path) -> None:
                 break
             seen += line
         assert "press Ctrl-C" in seen, seen
+        api, key = http_api_of(seen)
+        with httpx.Client(base_url=api, timeout=10) as http:
+            assert http.get("/health").status_code == 200
+            made = http.post(
+                "/api/v1/intents", headers={"X-API-Key": key}, json={"title": "over HTTP"}
+            )
+            assert made.status_code == 200, made.text
+            http_made = made.json()["id"]
 
         def run(*words: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [*oibus, *words], check=False, capture_output=True, text=True, env=env, timeout=60
             )
 
+        shown = run("intents", "show", http_made)  # written over HTTP, read over Redis
+        assert shown.returncode == 0 and "over HTTP" in shown.stdout, shown.stdout + shown.stderr
         doctor = run("doctor")
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "appendonly yes" in doctor.stdout and "live daemons" in doctor.stdout

@@ -509,6 +509,94 @@ def test_healthcheck_follows_a_live_daemon(server_url: str, clean_namespace: str
             proc.stdout.close()
 
 
+# -- the gateway (the OpenIntent HTTP API) ----------------------------------------------
+GATEWAY_PORT = 8000
+
+
+def gateway_service() -> dict[str, Any]:
+    service: dict[str, Any] = load(COMPOSE)["services"]["gateway"]
+    return service
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_compose_gateway_serves_the_http_api_with_a_health_check() -> None:
+    services = load(COMPOSE)["services"]
+    gateway = gateway_service()
+    assert gateway["image"] == services["daemon"]["image"], "one image runs every command"
+    command = [str(w) for w in gateway["command"]]
+    assert command[0] == "serve"
+    assert option(command, "--host") == "0.0.0.0"
+    # given on the command line: the image's OIBUS_HTTP_PORT is the daemon's metrics port
+    assert int(option(command, "--port")) == GATEWAY_PORT
+    assert GATEWAY_PORT in container_ports(gateway)
+    assert (
+        environment(gateway)["OIBUS_REDIS_URL"]
+        == environment(services["daemon"])["OIBUS_REDIS_URL"]
+    )
+    assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
+    test = [str(w) for w in gateway["healthcheck"]["test"]]
+    assert test[0] == "CMD"
+    assert f"http://127.0.0.1:{GATEWAY_PORT}/health" in " ".join(test)
+    exposed = {p for word, rest in runtime() if word == "EXPOSE" for p in rest.split()}
+    assert str(GATEWAY_PORT) in exposed
+    from oibus.cli import main
+
+    serve = main.commands["serve"]
+    assert {"--host", "--port", "--redis-url"} <= {o for p in serve.params for o in p.opts}
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_gateway_command_and_health_check_for_real(embedded_url: str, tmp_path: Path) -> None:
+    """compose's gateway command with the image's environment (its OIBUS_HTTP_PORT is the
+    metrics port: the command's --port must win), on a free loopback port instead of
+    0.0.0.0:8000, and compose's health check run against it: 0 while it serves, not 0
+    once it stopped."""
+    port = free_port()
+    command = [str(w) for w in gateway_service()["command"]]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    env = {**os.environ, **env_of(runtime()), "OIBUS_REDIS_URL": embedded_url}
+    check = [str(w) for w in gateway_service()["healthcheck"]["test"][1:]]
+    assert check[0] == "python"
+    check = [sys.executable, *check[1:-1], check[-1].replace(str(GATEWAY_PORT), str(port))]
+
+    def healthy() -> int:
+        done = subprocess.run(check, capture_output=True, timeout=30, check=False, cwd=tmp_path)
+        return done.returncode
+
+    assert healthy() != 0
+    proc = subprocess.Popen(
+        oibus_argv(["oibus", *command]),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: healthy() == 0, 30), "the gateway never answered /health"
+        status, body = _get(f"http://127.0.0.1:{port}/openapi.json")
+        assert status == 200 and json.loads(body)["openapi"].startswith("3.1")
+        status, _ = _get(f"http://127.0.0.1:{port}/api/v1/intents")
+        assert status == 401  # no key
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down cleanly, then re-raises the signal it caught (so a supervisor
+        # sees why it stopped): killed by SIGTERM after a graceful shutdown, or 0
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
+        assert healthy() != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
 # -- bench/sizing.py ---------------------------------------------------------------------
 @pytest.mark.real
 @pytest.mark.slow

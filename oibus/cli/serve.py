@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
+import httpx
 
 from oibus._version import __version__
 from oibus.bus.errors import OpenIntentError
@@ -24,16 +29,23 @@ from oibus.daemon.service import Daemon
 from oibus.demo import run_demo
 from oibus.embedded import EmbeddedServer, free_port
 from oibus.examples import incident_agents
-from oibus.sdk import Client
+from oibus.gateway.keys import add_key, lookup
+from oibus.sdk import AsyncClient, Client
 from oibus.sdk.locate import DataDirLock, resolve_url, running_url
 
 PREFERRED_PORTS = range(6379, 6400)
+HTTP_API_PORTS = range(8000, 8100)
+"""Where `oibus up` puts the HTTP API: 8000 (the reference server's and the seed README's
+port) when free, else the next free one, so a second `oibus up` does not fail."""
+HTTP_API_START_SECONDS = 30.0
+API_KEY_FILE = "api-key"
 
 
-def preferred_port() -> int:
-    """The first free port from 6379 up: where a Quickstart looks when this is the only
-    server, and the same from one start to the next; a free one past the range."""
-    for port in PREFERRED_PORTS:
+def preferred_port(ports: range = PREFERRED_PORTS) -> int:
+    """The first free port of ``ports`` (from 6379 up by default): where a Quickstart
+    looks when this is the only server, and the same from one start to the next; a free
+    one past the range."""
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             # as the server binds: a port whose last connections linger in TIME_WAIT
             # after a restart is free to it, so the port stays the same
@@ -44,6 +56,75 @@ def preferred_port() -> int:
                 continue
             return port
     return free_port()
+
+
+def dev_key(redis_url: str, namespace: str, data_dir: str | Path) -> str:
+    """The admin key `oibus up` prints, kept in ``<data dir>/api-key`` (mode 0600) so it
+    stays the same from one start to the next: reused while the store still knows it
+    (it may have been revoked, or the data wiped), else a new ``admin`` key for principal
+    ``dev`` made through the same store as `oibus keys add`."""
+    path = Path(data_dir) / API_KEY_FILE
+    kept = path.read_text().strip() if path.is_file() else ""
+
+    async def resolve() -> str:
+        async with AsyncClient(redis_url, agent_id="oibus-up", namespace=namespace) as client:
+            if kept and await lookup(client, kept) is not None:
+                return kept
+            key, _ = await add_key(client, "dev", "admin", "oibus up")
+            return key
+
+    key = asyncio.run(resolve())
+    if key != kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # created 0600 (never readable by others, even for an instant), then written
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+    os.chmod(path, 0o600)  # a file that was there before keeps no wider mode
+    return key
+
+
+class HttpApi:
+    """`oibus serve` as a child process of `oibus up`: its own process (and its own event
+    loop), exactly what a user runs by hand, stopped with `up`."""
+
+    def __init__(self, redis_url: str, namespace: str, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "oibus", "serve"),
+                *("--host", "127.0.0.1", "--port", str(port)),
+                *("--redis-url", redis_url, "--namespace", namespace),
+            ],
+            stdout=subprocess.DEVNULL,  # it says where it listens; `up` prints that itself
+        )
+
+    def wait_ready(self, timeout: float = HTTP_API_START_SECONDS) -> None:
+        """Until /health answers 200 (the bus is reachable through it); a child that
+        exits or never answers is an error that names what happened."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    raise click.ClickException(f"the HTTP API exited with status {code}")
+                try:
+                    if http.get(self.url + "/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"the HTTP API did not answer in {timeout:.0f} s")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _wait_for_signal() -> None:
@@ -86,6 +167,14 @@ def _wait_for_signal() -> None:
     help="Serve the daemon's /metrics and /healthz on this port (0: a free one).",
 )
 @click.option("--no-daemon", is_flag=True, help="Do not run the daemon beside the server.")
+@click.option(
+    "--http-api-port",
+    type=int,
+    default=None,
+    help=f"Port of the OpenIntent HTTP API (default: {HTTP_API_PORTS[0]} when free, else the "
+    f"next free one up to {HTTP_API_PORTS[-1]}).",
+)
+@click.option("--no-http-api", is_flag=True, help="Do not serve the HTTP API (`oibus serve`).")
 def up(
     redis_url: str | None,
     data_dir: str,
@@ -94,9 +183,12 @@ def up(
     with_demo: bool,
     http_port: int | None,
     no_daemon: bool,
+    http_api_port: int | None,
+    no_http_api: bool,
 ) -> None:
-    """Run oibus and its daemon: on the embedded engine unless a Redis URL is given; stays
-    up until Ctrl-C.
+    """Run oibus, its daemon and its HTTP API: on the embedded engine unless a Redis URL is
+    given; prints the API's URL and an admin key (kept in DATA_DIR/api-key); stays up
+    until Ctrl-C.
 
     \b
     Example:
@@ -104,6 +196,7 @@ def up(
       OIBUS_REDIS_URL=redis://prod:6379/0 oibus up
     """
     server = None
+    api: HttpApi | None = None
     claim = DataDirLock(data_dir)
     try:
         if redis_url is None:
@@ -126,6 +219,15 @@ def up(
             click.echo(f"clients connect with: export OIBUS_REDIS_URL={redis_url}")
             if with_demo:
                 run_demo(client, click.echo)
+        if not no_http_api:
+            key = dev_key(redis_url, namespace, data_dir)
+            api_port = (
+                http_api_port if http_api_port is not None else preferred_port(HTTP_API_PORTS)
+            )
+            api = HttpApi(redis_url, namespace, api_port)
+            api.wait_ready()
+            click.echo(f"HTTP API: {api.url} (docs at /docs)")
+            click.echo(f"API key: {key}")
         if no_daemon:
             click.echo("press Ctrl-C to stop")
             _wait_for_signal()
@@ -144,6 +246,8 @@ def up(
     except OpenIntentError as exc:
         raise failed(exc) from exc
     finally:
+        if api is not None:
+            api.stop()
         if server is not None:
             click.echo("stopping the embedded server")
             server.stop()
