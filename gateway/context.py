@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from oibus.bus.apikeys import Role
 from oibus.bus.checks import check_text
@@ -91,3 +91,9 @@ def _bearer(header: str | None) -> str | None:
     if header and header[:7].lower() == "bearer ":
         return header[7:].strip() or None
     return None
+
+
+async def caller(request: Request, *, write: bool = False) -> Caller:
+    """The request's caller, by the app's one ``Gateway`` (made by its lifespan)."""
+    gateway: Gateway = request.app.state.gateway
+    return await gateway.caller(request, write=write)

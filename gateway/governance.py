@@ -17,21 +17,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oibus.gateway.http import body, query_int, respond, text_field
-from oibus.gateway.intents import PAGE_MAX, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import (
+    PAGE_MAX,
+    body,
+    path_param,
+    query_int,
+    respond,
+    text_field,
+)
 from oibus.gateway.shapes import arbitration_json, decision_json
-
-
-def _path(request: Request, name: str = "intent_id") -> str:
-    value: str = request.path_params[name]
-    return value
 
 
 async def request_arbitration(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     found = await c.client.request_arbitration(
-        _path(request),
+        path_param(request),
         text_field(data, "reason"),
         options=data.get("options"),
         context=data.get("context"),
@@ -42,7 +44,7 @@ async def request_arbitration(request: Request) -> Response:
 async def list_arbitrations(request: Request) -> Response:
     c = await caller(request)
     found = await c.client.get_arbitrations(
-        _path(request), status=request.query_params.get("status") or None
+        path_param(request), status=request.query_params.get("status") or None
     )
     return respond({"arbitrations": [arbitration_json(a) for a in found]})
 
@@ -52,8 +54,8 @@ async def resolve_arbitration(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     found = await c.client.resolve_arbitration(
-        _path(request),
-        _path(request, "arbitration_id"),
+        path_param(request),
+        path_param(request, "arbitration_id"),
         text_field(data, "resolution", "outcome", "decision"),
         text_field(data, "rationale", "reasoning"),
     )
@@ -64,7 +66,7 @@ async def record_decision(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     decision = await c.client.record_decision(
-        _path(request),
+        path_param(request),
         text_field(data, "outcome", "decision"),
         text_field(data, "reasoning", "rationale"),
         data.get("evidence"),
@@ -78,7 +80,7 @@ async def record_decision(request: Request) -> Response:
 async def list_decisions(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_decisions(
-        _path(request),
+        path_param(request),
         query_int(request, "limit", 100, 1, PAGE_MAX),
         request.query_params.get("cursor") or None,
     )

@@ -14,6 +14,8 @@ from starlette.responses import Response
 
 from oibus.bus.errors import PayloadTooLargeError, ValidationError
 
+PAGE_MAX: Final = 1000
+"""Largest page any listing gives at once (``limit``)."""
 BODY_BYTES: Final = 1 << 20
 """Largest request body: above every payload and state limit the bus enforces itself."""
 
@@ -103,3 +105,36 @@ def if_match(request: Request) -> int | None:
     if not text.isdigit():
         raise ValidationError("If-Match must be the intent's version", field="If-Match")
     return int(text)
+
+
+def path_param(request: Request, name: str = "intent_id") -> str:
+    value: str = request.path_params[name]
+    return value
+
+
+def paging(request: Request, default: int = 100) -> tuple[int, str | None]:
+    """``limit`` and ``cursor`` of a listing."""
+    return (
+        query_int(request, "limit", default, 1, PAGE_MAX),
+        request.query_params.get("cursor") or None,
+    )
+
+
+def mapping(data: Mapping[str, Any], *names: str) -> dict[str, Any] | None:
+    """A JSON object field (the first of ``names`` given), or None."""
+    value = text_field(data, *names)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{names[0]} must be a JSON object", field=names[0])
+    return value
+
+
+def strings(data: Mapping[str, Any], name: str) -> list[str] | None:
+    """A list-of-ids field, or None."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{name} must be a list of ids", field=name)
+    return value

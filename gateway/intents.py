@@ -10,44 +10,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oibus.bus.errors import ConflictError, LeaseConflictError, ValidationError
-from oibus.gateway.context import Caller, Gateway
+from oibus.gateway.context import Caller, caller
 from oibus.gateway.errors import error_response
-from oibus.gateway.http import body, if_match, query_int, query_time, respond, text_field
+from oibus.gateway.http import (
+    PAGE_MAX,
+    body,
+    if_match,
+    mapping,
+    path_param,
+    query_int,
+    query_time,
+    respond,
+    strings,
+    text_field,
+)
 from oibus.gateway.shapes import aggregate_json, event_json, intent_json
-
-PAGE_MAX = 1000
-
-
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
-
-
-async def caller(request: Request, *, write: bool = False) -> Caller:
-    return await gateway(request).caller(request, write=write)
-
-
-def _id(request: Request, name: str = "intent_id") -> str:
-    value: str = request.path_params[name]
-    return value
-
-
-def _strings(data: dict[str, Any], name: str) -> list[str] | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(f"{name} must be a list of ids", field=name)
-    return value
-
-
-def _mapping(data: dict[str, Any], *names: str) -> dict[str, Any] | None:
-    value = text_field(data, *names)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValidationError(f"{names[0]} must be a JSON object", field=names[0])
-    return value
 
 
 async def _with_current(request: Request, c: Caller, exc: ConflictError) -> Response:
@@ -55,7 +32,7 @@ async def _with_current(request: Request, c: Caller, exc: ConflictError) -> Resp
     without another read (a lease conflict stays a lease conflict)."""
     if isinstance(exc, LeaseConflictError):
         return error_response(exc)
-    current = await c.client.get_intent(_id(request))
+    current = await c.client.get_intent(path_param(request))
     return error_response(
         exc, {"current_version": current.version, "current": intent_json(current)}
     )
@@ -68,11 +45,11 @@ async def create_intent(request: Request) -> Response:
     intent = await c.client.create_intent(
         text_field(data, "title"),
         text_field(data, "description"),
-        _mapping(data, "constraints"),
-        state=_mapping(data, "state", "initial_state"),
+        mapping(data, "constraints"),
+        state=mapping(data, "state", "initial_state"),
         status=text_field(data, "status", default="active"),
         parent_intent_id=text_field(data, "parent_intent_id", "parent_id"),
-        depends_on=_strings(data, "depends_on"),
+        depends_on=strings(data, "depends_on"),
         idempotency_key=request.headers.get("idempotency-key"),
         intent_id=text_field(data, "id"),
     )
@@ -95,7 +72,7 @@ async def list_intents(request: Request) -> Response:
 
 async def get_intent(request: Request) -> Response:
     c = await caller(request)
-    return respond(intent_json(await c.client.get_intent(_id(request))))
+    return respond(intent_json(await c.client.get_intent(path_param(request))))
 
 
 async def patch_state(request: Request) -> Response:
@@ -107,10 +84,12 @@ async def patch_state(request: Request) -> Response:
             patches = data["patches"]
             if not isinstance(patches, list):
                 raise ValidationError("patches must be a list", field="patches")
-            intent = await c.client.patch_state(_id(request), version, [_patch(p) for p in patches])
+            intent = await c.client.patch_state(
+                path_param(request), version, [_patch(p) for p in patches]
+            )
         elif "state" in data:
-            state = _mapping(data, "state") or {}
-            intent = await c.client.update_state(_id(request), version, state)
+            state = mapping(data, "state") or {}
+            intent = await c.client.update_state(path_param(request), version, state)
         else:
             raise ValidationError('give {"patches": [...]} or {"state": {...}}', field="patches")
     except ConflictError as exc:
@@ -135,7 +114,10 @@ async def set_status(request: Request) -> Response:
     data = await body(request)
     try:
         intent = await c.client.set_status(
-            _id(request), if_match(request), text_field(data, "status"), text_field(data, "reason")
+            path_param(request),
+            if_match(request),
+            text_field(data, "status"),
+            text_field(data, "reason"),
         )
     except ConflictError as exc:
         return await _with_current(request, c, exc)
@@ -146,7 +128,7 @@ async def set_status(request: Request) -> Response:
 async def get_events(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_events(
-        _id(request),
+        path_param(request),
         event_type=request.query_params.get("event_type") or None,
         since=query_time(request, "since"),
         after=request.query_params.get("cursor") or request.query_params.get("after") or None,
@@ -160,7 +142,7 @@ async def log_event(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     event = await c.client.log_event(
-        _id(request), text_field(data, "event_type", "type"), _mapping(data, "payload")
+        path_param(request), text_field(data, "event_type", "type"), mapping(data, "payload")
     )
     return respond(event_json(event))
 
@@ -170,7 +152,7 @@ async def assign_agent(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request, required=False)
     agent = text_field(data, "agent_id", default=c.actor)
-    intent = await c.client.assign_agent(_id(request), agent)
+    intent = await c.client.assign_agent(path_param(request), agent)
     return respond(
         _assignment(intent.id, agent, intent.updated_at.isoformat(), intent_json(intent))
     )
@@ -178,14 +160,14 @@ async def assign_agent(request: Request) -> Response:
 
 async def unassign_agent(request: Request) -> Response:
     c = await caller(request, write=True)
-    agent = _id(request, "agent_id")
-    intent = await c.client.unassign_agent(_id(request), agent)
+    agent = path_param(request, "agent_id")
+    intent = await c.client.unassign_agent(path_param(request), agent)
     return respond({"intent_id": intent.id, "agent_id": agent, "intent": intent_json(intent)})
 
 
 async def list_agents(request: Request) -> Response:
     c = await caller(request)
-    intent = await c.client.get_intent(_id(request))
+    intent = await c.client.get_intent(path_param(request))
     at = intent.updated_at.isoformat()
     return respond([_assignment(intent.id, a, at) for a in intent.assigned_agents])
 
@@ -210,12 +192,12 @@ async def create_child(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     intent = await c.client.create_child_intent(
-        _id(request),
+        path_param(request),
         text_field(data, "title"),
         text_field(data, "description"),
-        _mapping(data, "constraints"),
-        depends_on=_strings(data, "depends_on"),
-        state=_mapping(data, "state", "initial_state"),
+        mapping(data, "constraints"),
+        depends_on=strings(data, "depends_on"),
+        state=mapping(data, "state", "initial_state"),
         assign=text_field(data, "assign"),
         idempotency_key=request.headers.get("idempotency-key"),
     )
@@ -225,7 +207,7 @@ async def create_child(request: Request) -> Response:
 async def children(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_children(
-        _id(request),
+        path_param(request),
         query_int(request, "limit", 100, 1, PAGE_MAX),
         request.query_params.get("cursor"),
     )
@@ -235,7 +217,7 @@ async def children(request: Request) -> Response:
 async def descendants(request: Request) -> Response:
     c = await caller(request)
     found = await c.client.get_descendants(
-        _id(request), query_int(request, "limit", 1000, 1, 10_000)
+        path_param(request), query_int(request, "limit", 1000, 1, 10_000)
     )
     return respond({"descendants": [intent_json(i) for i in found]})
 
@@ -243,20 +225,20 @@ async def descendants(request: Request) -> Response:
 async def ancestors(request: Request) -> Response:
     c = await caller(request)
     return respond(
-        {"ancestors": [intent_json(i) for i in await c.client.get_ancestors(_id(request))]}
+        {"ancestors": [intent_json(i) for i in await c.client.get_ancestors(path_param(request))]}
     )
 
 
 async def dependencies(request: Request) -> Response:
     c = await caller(request)
-    found = await c.client.get_dependencies(_id(request))
+    found = await c.client.get_dependencies(path_param(request))
     return respond({"dependencies": [intent_json(i) for i in found]})
 
 
 async def dependents(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_dependents(
-        _id(request),
+        path_param(request),
         query_int(request, "limit", 100, 1, PAGE_MAX),
         request.query_params.get("cursor"),
     )
@@ -266,7 +248,7 @@ async def dependents(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_ready_intents(
-        _id(request),
+        path_param(request),
         query_int(request, "limit", 100, 1, PAGE_MAX),
         request.query_params.get("cursor"),
     )
@@ -276,7 +258,7 @@ async def ready(request: Request) -> Response:
 async def blocked(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_blocked_intents(
-        _id(request),
+        path_param(request),
         query_int(request, "limit", 100, 1, PAGE_MAX),
         request.query_params.get("cursor"),
     )
@@ -286,7 +268,7 @@ async def blocked(request: Request) -> Response:
 async def graph(request: Request) -> Response:
     c = await caller(request)
     found = await c.client.get_intent_graph(
-        _id(request), query_int(request, "max_nodes", 500, 1, 10_000)
+        path_param(request), query_int(request, "max_nodes", 500, 1, 10_000)
     )
     return respond(
         {
@@ -313,7 +295,7 @@ async def add_dependency(request: Request) -> Response:
     data = await body(request)
     try:
         intent = await c.client.add_dependency(
-            _id(request), text_field(data, "dependency_id", "depends_on"), if_match(request)
+            path_param(request), text_field(data, "dependency_id", "depends_on"), if_match(request)
         )
     except ConflictError as exc:
         return await _with_current(request, c, exc)
@@ -324,7 +306,7 @@ async def remove_dependency(request: Request) -> Response:
     c = await caller(request, write=True)
     try:
         intent = await c.client.remove_dependency(
-            _id(request), _id(request, "dependency_id"), if_match(request)
+            path_param(request), path_param(request, "dependency_id"), if_match(request)
         )
     except ConflictError as exc:
         return await _with_current(request, c, exc)

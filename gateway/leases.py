@@ -12,8 +12,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oibus.bus.errors import ValidationError
-from oibus.gateway.http import body, query_int, respond, text_field
-from oibus.gateway.intents import PAGE_MAX, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import (
+    PAGE_MAX,
+    body,
+    path_param,
+    query_int,
+    respond,
+    text_field,
+)
 from oibus.gateway.shapes import lease_json
 
 DEFAULT_SECONDS = 300
@@ -21,11 +28,6 @@ DEFAULT_SECONDS = 300
 
 LISTINGS = {"active": False, "all": True, "history": True}
 """``?status=``: the live leases only (the default), or every lease ever held too."""
-
-
-def _path(request: Request, name: str) -> str:
-    value: str = request.path_params[name]
-    return value
 
 
 def _history(request: Request) -> bool:
@@ -45,7 +47,7 @@ async def acquire(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     lease = await c.client.acquire_lease(
-        _path(request, "intent_id"),
+        path_param(request, "intent_id"),
         text_field(data, "scope"),
         text_field(data, "duration_seconds", default=DEFAULT_SECONDS),
     )
@@ -55,7 +57,7 @@ async def acquire(request: Request) -> Response:
 async def list_leases(request: Request) -> Response:
     c = await caller(request)
     page = await c.client.get_leases(
-        _path(request, "intent_id"),
+        path_param(request, "intent_id"),
         include_history=_history(request),
         limit=query_int(request, "limit", 100, 1, PAGE_MAX),
         cursor=request.query_params.get("cursor") or None,
@@ -67,8 +69,8 @@ async def renew(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request, required=False)
     lease = await c.client.renew_lease(
-        _path(request, "intent_id"),
-        _path(request, "lease_id"),
+        path_param(request, "intent_id"),
+        path_param(request, "lease_id"),
         text_field(data, "duration_seconds", default=DEFAULT_SECONDS),
     )
     return respond(lease_json(lease))
@@ -79,7 +81,9 @@ async def release(request: Request) -> Response:
     same lease and no second ``lease_released`` event (the script returns it unchanged),
     so a client retrying after a lost reply sees success."""
     c = await caller(request, write=True)
-    lease = await c.client.release_lease(_path(request, "intent_id"), _path(request, "lease_id"))
+    lease = await c.client.release_lease(
+        path_param(request, "intent_id"), path_param(request, "lease_id")
+    )
     return respond(lease_json(lease))
 
 

@@ -18,8 +18,16 @@ from oibus.bus import limits
 from oibus.bus.codec import to_micros
 from oibus.bus.errors import ValidationError
 from oibus.bus.portfolios import Portfolio
-from oibus.gateway.http import body, query_int, respond, text_field
-from oibus.gateway.intents import PAGE_MAX, _id, _mapping, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import (
+    PAGE_MAX,
+    body,
+    mapping,
+    path_param,
+    query_int,
+    respond,
+    text_field,
+)
 from oibus.gateway.shapes import (
     Json,
     aggregate_json,
@@ -27,10 +35,6 @@ from oibus.gateway.shapes import (
     membership_json,
     portfolio_json,
 )
-
-
-def _pid(request: Request) -> str:
-    return _id(request, "portfolio_id")
 
 
 def _with_members(portfolio: Portfolio, intents: list[Json]) -> Json:
@@ -48,8 +52,8 @@ async def create_portfolio(request: Request) -> Response:
     portfolio = await c.client.create_portfolio(
         text_field(data, "name"),
         text_field(data, "description"),
-        _mapping(data, "governance_policy", "governancePolicy"),
-        _mapping(data, "metadata"),
+        mapping(data, "governance_policy", "governancePolicy"),
+        mapping(data, "metadata"),
     )
     return respond(_with_members(portfolio, []))
 
@@ -90,7 +94,7 @@ def _cursor(portfolio: Portfolio) -> str:
 
 async def get_portfolio(request: Request) -> Response:
     c = await caller(request)
-    portfolio = await c.client.get_portfolio(_pid(request))
+    portfolio = await c.client.get_portfolio(path_param(request, "portfolio_id"))
     intents = await c.client.get_portfolio_intents(portfolio.id)
     return respond(_with_members(portfolio, [intent_json(i) for i in intents]))
 
@@ -99,7 +103,7 @@ async def set_portfolio_status(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     portfolio = await c.client.update_portfolio_status(
-        _pid(request), text_field(data, "status"), text_field(data, "reason")
+        path_param(request, "portfolio_id"), text_field(data, "status"), text_field(data, "reason")
     )
     return respond(portfolio_json(portfolio))
 
@@ -111,17 +115,19 @@ async def add_intent(request: Request) -> Response:
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ValidationError("priority must be a whole number", field="priority")
     member = await c.client.add_intent_to_portfolio(
-        _pid(request),
+        path_param(request, "portfolio_id"),
         text_field(data, "intent_id", "intentId"),
         text_field(data, "role", default="member"),
         priority,
     )
-    return respond(membership_json(_pid(request), member))
+    return respond(membership_json(path_param(request, "portfolio_id"), member))
 
 
 async def remove_intent(request: Request) -> Response:
     c = await caller(request, write=True)
-    await c.client.remove_intent_from_portfolio(_pid(request), _id(request))
+    await c.client.remove_intent_from_portfolio(
+        path_param(request, "portfolio_id"), path_param(request)
+    )
     return Response(status_code=204)
 
 
@@ -129,7 +135,7 @@ async def portfolio_intents(request: Request) -> Response:
     """The members in full (highest priority first) with the portfolio's aggregate, the
     dict form the SDK reads both from (a bare list would leave its aggregate at zero)."""
     c = await caller(request)
-    portfolio = await c.client.get_portfolio(_pid(request))
+    portfolio = await c.client.get_portfolio(path_param(request, "portfolio_id"))
     intents = await c.client.get_portfolio_intents(portfolio.id)
     return respond(
         {
@@ -142,7 +148,7 @@ async def portfolio_intents(request: Request) -> Response:
 
 async def intent_portfolios(request: Request) -> Response:
     c = await caller(request)
-    found = await c.client.get_intent_portfolios(_id(request))
+    found = await c.client.get_intent_portfolios(path_param(request))
     return respond({"portfolios": [portfolio_json(p) for p in found]})
 
 

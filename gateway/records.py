@@ -16,8 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oibus.bus.errors import NotFoundError, ValidationError
-from oibus.gateway.http import body, query_int, respond, text_field
-from oibus.gateway.intents import PAGE_MAX, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import (
+    body,
+    paging,
+    path_param,
+    respond,
+    text_field,
+)
 from oibus.gateway.shapes import (
     attachment_json,
     cost_json,
@@ -25,18 +31,6 @@ from oibus.gateway.shapes import (
     failure_json,
     retry_policy_json,
 )
-
-
-def _path(request: Request, name: str = "intent_id") -> str:
-    value: str = request.path_params[name]
-    return value
-
-
-def _page(request: Request) -> tuple[int, str | None]:
-    return (
-        query_int(request, "limit", 100, 1, PAGE_MAX),
-        request.query_params.get("cursor") or None,
-    )
 
 
 # -- attachments (RFC-0005) ---------------------------------------------------------------
@@ -47,7 +41,7 @@ async def add_attachment(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     found = await c.client.add_attachment(
-        _path(request),
+        path_param(request),
         text_field(data, "filename"),
         content_type=data.get("content_type"),
         content_base64=data.get("content_base64"),
@@ -62,14 +56,14 @@ async def add_attachment(request: Request) -> Response:
 
 async def list_attachments(request: Request) -> Response:
     c = await caller(request)
-    found = await c.client.get_attachments(_path(request))
+    found = await c.client.get_attachments(path_param(request))
     return respond({"attachments": [attachment_json(a) for a in found]})
 
 
 async def delete_attachment(request: Request) -> Response:
     """204 with no body, as the reference server answers (its SDK skips the body on 204)."""
     c = await caller(request, write=True)
-    await c.client.delete_attachment(_path(request), _path(request, "attachment_id"))
+    await c.client.delete_attachment(path_param(request), path_param(request, "attachment_id"))
     return Response(status_code=204)
 
 
@@ -80,7 +74,7 @@ async def record_cost(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     cost = await c.client.record_cost(
-        _path(request),
+        path_param(request),
         text_field(data, "cost_type", "costType"),
         text_field(data, "amount"),
         text_field(data, "unit"),
@@ -95,8 +89,8 @@ async def list_costs(request: Request) -> Response:
     (the reference server sent a bare list: the SDK's summary was always zero). Two
     reads, side by side; the summary is the intent's whole total, whatever the page."""
     c = await caller(request)
-    limit, cursor = _page(request)
-    intent_id = _path(request)
+    limit, cursor = paging(request)
+    intent_id = path_param(request)
     page, summary = await asyncio.gather(
         c.client.get_costs(intent_id, limit, cursor), c.client.get_cost_summary(intent_id)
     )
@@ -137,14 +131,14 @@ async def set_retry_policy(request: Request) -> Response:
         value = text_field(data, *spellings)
         if value is not None:
             given[name] = value
-    policy = await c.client.set_retry_policy(_path(request), **given)
+    policy = await c.client.set_retry_policy(path_param(request), **given)
     return respond(retry_policy_json(policy))
 
 
 async def get_retry_policy(request: Request) -> Response:
     """404 when the intent has none: the SDK's ``get_retry_policy`` turns that into None."""
     c = await caller(request)
-    intent_id = _path(request)
+    intent_id = path_param(request)
     policy = await c.client.get_retry_policy(intent_id)
     if policy is None:
         raise NotFoundError(
@@ -175,7 +169,7 @@ async def record_failure(request: Request) -> Response:
     c = await caller(request, write=True)
     data = await body(request)
     failure = await c.client.record_failure(
-        _path(request),
+        path_param(request),
         error_type=data.get("error_type"),
         error_code=text_field(data, "error_code", "errorCode"),
         error_message=data.get("error_message", ""),  # null reads as "" too
@@ -188,8 +182,8 @@ async def record_failure(request: Request) -> Response:
 
 async def list_failures(request: Request) -> Response:
     c = await caller(request)
-    limit, cursor = _page(request)
-    page = await c.client.get_failures(_path(request), limit, cursor)
+    limit, cursor = paging(request)
+    page = await c.client.get_failures(path_param(request), limit, cursor)
     return respond({"failures": [failure_json(f) for f in page], "next_cursor": page.next_cursor})
 
 

@@ -67,7 +67,8 @@ from oibus.bus.consuming import REPLAY_FOR, Source
 from oibus.bus.errors import OpenIntentError, ValidationError
 from oibus.bus.listing import check_event_cursor
 from oibus.bus.models import Event
-from oibus.gateway.intents import _id, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import path_param
 from oibus.gateway.shapes import Json, event_json, event_type_for_sdk
 from oibus.sdk._async.client import AsyncClient
 from oibus.sdk._async.events import join_events
@@ -290,7 +291,7 @@ def _response(frames: AsyncIterator[bytes], settings: StreamSettings) -> Respons
 
 
 # -- positions ------------------------------------------------------------------------------
-def _last_event_id(request: Request) -> str | None:
+def _last_eventpath_param(request: Request) -> str | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     return raw.strip() if raw and raw.strip() else None
 
@@ -317,9 +318,9 @@ async def _end_of(client: AsyncClient, keys: tuple[str, ...]) -> dict[str, str]:
 # -- routes ---------------------------------------------------------------------------------
 async def intent_stream(request: Request) -> Response:
     c = await caller(request)
-    intent = await c.client.get_intent(_id(request))  # 404 before any byte is sent
+    intent = await c.client.get_intent(path_param(request))  # 404 before any byte is sent
     key = c.client.keyspace.events(intent.id)
-    start = _log_start(_last_event_id(request)) or (await _end_of(c.client, (key,)))[key]
+    start = _log_start(_last_eventpath_param(request)) or (await _end_of(c.client, (key,)))[key]
     settings = SETTINGS
     return _response(
         _log_frames(c.client.redis, key, intent.id, start, _intent_data, settings), settings
@@ -328,9 +329,9 @@ async def intent_stream(request: Request) -> Response:
 
 async def portfolio_stream(request: Request) -> Response:
     c = await caller(request)
-    portfolio = await c.client.get_portfolio(_id(request, "portfolio_id"))
+    portfolio = await c.client.get_portfolio(path_param(request, "portfolio_id"))
     key = c.client.keyspace.portfolio_events(portfolio.id)
-    start = _log_start(_last_event_id(request)) or (await _end_of(c.client, (key,)))[key]
+    start = _log_start(_last_eventpath_param(request)) or (await _end_of(c.client, (key,)))[key]
     settings = SETTINGS
     return _response(
         _log_frames(c.client.redis, key, portfolio.id, start, _portfolio_data, settings),
@@ -343,12 +344,12 @@ async def agent_stream(request: Request) -> Response:
     would show it anyway). ``Last-Event-ID`` is the position in every partition's bus
     that a frame of this channel carried; ``0`` replays what the buses still hold."""
     c = await caller(request)
-    agent_id = _id(request, "agent_id")
+    agent_id = path_param(request, "agent_id")
     if not agent_id or len(agent_id) > 256:
         raise ValidationError("agent_id must be 1 to 256 characters", field="agent_id")
     ks = c.client.keyspace
     source = Source(keys=tuple(ks.bus(p) for p in range(ks.partitions)))
-    given = _last_event_id(request)
+    given = _last_eventpath_param(request)
     if given is None:
         start = await _end_of(c.client, source.keys)
     elif given in ("0", "0-0"):

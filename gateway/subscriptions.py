@@ -16,8 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oibus.bus.errors import AccessDeniedError, ValidationError
-from oibus.gateway.http import body, respond, text_field
-from oibus.gateway.intents import _id, _strings, caller
+from oibus.gateway.context import caller
+from oibus.gateway.http import (
+    body,
+    path_param,
+    respond,
+    strings,
+    text_field,
+)
 from oibus.gateway.shapes import subscription_json
 
 
@@ -47,7 +53,7 @@ async def subscribe(request: Request) -> Response:
         raise AccessDeniedError(
             f"an agent key subscribes only as its own principal ({c.actor}), not as {subscriber}"
         )
-    types = _strings(data, "event_types") or None
+    types = strings(data, "event_types") or None
     subscription = await c.client.subscribe(
         text_field(data, "intent_id", "intentId"),
         text_field(data, "portfolio_id", "portfolioId"),
@@ -74,7 +80,7 @@ async def list_subscriptions(request: Request) -> Response:
 
 async def unsubscribe(request: Request) -> Response:
     c = await caller(request, write=True)
-    await c.client.unsubscribe(_id(request, "subscription_id"))
+    await c.client.unsubscribe(path_param(request, "subscription_id"))
     return Response(status_code=204)
 
 

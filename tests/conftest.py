@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +21,7 @@ import redis
 import redis.cluster
 from cluster import LocalCluster
 from gateway_server import LiveGateway, live_gateway
+from openintent import OpenIntentClient
 from receiver import Hit, Receiver
 
 from oibus import AsyncClient, Client
@@ -221,3 +222,19 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[LiveGateway]:
     for key in [*conn.scan_iter(f"{{{namespace}:*"), *conn.scan_iter(f"{{{namespace}}}*")]:
         conn.delete(key)
     conn.close()
+
+
+@pytest.fixture
+def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
+    """The reference SDK's sync client against the gateway (a service key, acting as the
+    agent it names, as the SDK's agents do); every client made is closed after the test."""
+    made: list[OpenIntentClient] = []
+
+    def make(agent: str = "researcher", role: str = "service") -> OpenIntentClient:
+        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -33,6 +33,14 @@ class LiveGateway:
 PRINCIPALS = {"admin": "boss", "service": "svc", "agent": "ada", "reader": "rita"}
 
 
+def headers(gw: LiveGateway, role: str = "service", agent: str | None = None) -> dict[str, str]:
+    """Headers of a raw request with ``role``'s key, acting as ``agent`` if given."""
+    out = {"X-API-Key": gw.keys[role]}
+    if agent is not None:
+        out["X-Agent-ID"] = agent
+    return out
+
+
 def _keys(redis_url: str, namespace: str) -> dict[str, str]:
     async def make() -> dict[str, str]:
         async with AsyncClient(redis_url, namespace=namespace) as client:

@@ -4,7 +4,7 @@ events, agents and the graph. Each call's result is asserted, not just its statu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,22 +14,6 @@ from openintent.exceptions import ConflictError, NotFoundError, OpenIntentError
 from openintent.models import EventType, IntentStatus
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
-    """The reference SDK's sync client against the gateway (a service key: it acts as the
-    agent it names, as the SDK's agents do); closed after the test."""
-    made: list[OpenIntentClient] = []
-
-    def make(agent: str = "researcher", role: str = "service") -> OpenIntentClient:
-        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def test_create_get_list_and_the_actor_is_the_agent(sdk: Callable[..., OpenIntentClient]) -> None:

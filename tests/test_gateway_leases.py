@@ -5,42 +5,17 @@ reference's own server), renew, release (twice: idempotent, one event), and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from gateway_server import LiveGateway
+from gateway_server import LiveGateway, headers
 from openintent import AsyncOpenIntentClient, OpenIntentClient
 from openintent.exceptions import ConflictError, LeaseConflictError, ValidationError
 from openintent.models import EventType, LeaseStatus
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
-    """The reference SDK's sync client (a service key acting as the agent it names);
-    closed after the test."""
-    made: list[OpenIntentClient] = []
-
-    def make(agent: str = "researcher", role: str = "service") -> OpenIntentClient:
-        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-def _headers(
-    gateway: LiveGateway, role: str = "service", agent: str | None = None
-) -> dict[str, str]:
-    headers = {"X-API-Key": gateway.keys[role]}
-    if agent is not None:
-        headers["X-Agent-ID"] = agent
-    return headers
 
 
 def test_acquire_list_renew_release(sdk: Callable[..., OpenIntentClient]) -> None:
@@ -100,19 +75,19 @@ def test_history_listing(sdk: Callable[..., OpenIntentClient], gateway: LiveGate
     second = c.acquire_lease(intent.id, "a")
     url = f"{gateway.url}/api/v1/intents/{intent.id}/leases"
     for query in ({"status": "all"}, {"status": "history"}, {"include_history": "true"}):
-        answer = httpx.get(url, params=query, headers=_headers(gateway, "reader"))
+        answer = httpx.get(url, params=query, headers=headers(gateway, "reader"))
         assert answer.status_code == 200, answer.text
         got = [(x["id"], x["status"]) for x in answer.json()["leases"]]
         assert got == [(first.id, "released"), (second.id, "active")], query
         released = answer.json()["leases"][0]
         assert released["released_at"] is not None and released["fencing_token"] == 1
-    active = httpx.get(url, params={"status": "active"}, headers=_headers(gateway, "reader"))
+    active = httpx.get(url, params={"status": "active"}, headers=headers(gateway, "reader"))
     assert [x["id"] for x in active.json()["leases"]] == [second.id]
-    paged = httpx.get(url, params={"status": "all", "limit": 1}, headers=_headers(gateway))
+    paged = httpx.get(url, params={"status": "all", "limit": 1}, headers=headers(gateway))
     assert [x["id"] for x in paged.json()["leases"]] == [first.id]
     cursor = paged.json()["next_cursor"]
     assert cursor
-    rest = httpx.get(url, params={"status": "all", "cursor": cursor}, headers=_headers(gateway))
+    rest = httpx.get(url, params={"status": "all", "cursor": cursor}, headers=headers(gateway))
     assert [x["id"] for x in rest.json()["leases"]] == [second.id]
 
 
@@ -140,7 +115,7 @@ def test_a_lease_conflict_body_says_lease_and_a_version_conflict_does_not(
     intent = c.create_intent(title="bodies")
     c.acquire_lease(intent.id, "x")
     url = f"{gateway.url}/api/v1/intents/{intent.id}/leases"
-    refused = httpx.post(url, json={"scope": "x"}, headers=_headers(gateway, agent="other"))
+    refused = httpx.post(url, json={"scope": "x"}, headers=headers(gateway, agent="other"))
     assert refused.status_code == 409
     assert "lease" in refused.text.lower()
     assert refused.json()["code"] == "LEASE_CONFLICT"
@@ -148,7 +123,7 @@ def test_a_lease_conflict_body_says_lease_and_a_version_conflict_does_not(
     stale = httpx.post(
         f"{gateway.url}/api/v1/intents/{intent.id}/state",
         json={"patches": [{"op": "set", "path": "k", "value": 1}]},
-        headers={**_headers(gateway), "If-Match": "7"},
+        headers={**headers(gateway), "If-Match": "7"},
     )
     assert stale.status_code == 409 and "lease" not in stale.text.lower()
     with pytest.raises(ConflictError):
@@ -160,7 +135,7 @@ def test_refusals(sdk: Callable[..., OpenIntentClient], gateway: LiveGateway) ->
     intent = c.create_intent(title="refusals")
     lease = c.acquire_lease(intent.id, "held")
     base = f"{gateway.url}/api/v1/intents/{intent.id}/leases"
-    reader = _headers(gateway, "reader")
+    reader = headers(gateway, "reader")
     for method, url, body in [
         ("POST", base, {"scope": "r"}),
         ("PATCH", f"{base}/{lease.id}", {"duration_seconds": 60}),
@@ -171,7 +146,7 @@ def test_refusals(sdk: Callable[..., OpenIntentClient], gateway: LiveGateway) ->
     assert httpx.get(base, headers=reader).status_code == 200
     assert [x.id for x in c.get_leases(intent.id)] == [lease.id]  # still held
 
-    writer = _headers(gateway)
+    writer = headers(gateway)
     for method, url, body, field in [
         ("POST", base, {}, "scope"),
         ("POST", base, {"scope": "s", "duration_seconds": "long"}, "duration_seconds"),

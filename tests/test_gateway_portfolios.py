@@ -7,7 +7,7 @@ result is asserted."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,26 +28,10 @@ def counted(by_status: dict[str, int]) -> dict[str, int]:
     return {status: n for status, n in by_status.items() if n}
 
 
-@pytest.fixture
-def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
-    """The reference SDK's sync client (a service key acting as the agent it names);
-    closed after the test."""
-    made: list[OpenIntentClient] = []
-
-    def make(agent: str = "planner", role: str = "service") -> OpenIntentClient:
-        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 def test_create_portfolio_with_and_without_a_description(
     sdk: Callable[..., OpenIntentClient],
 ) -> None:
-    c = sdk()
+    c = sdk("planner")
     plain = c.create_portfolio("Q4")  # the SDK sends description: null (a 422 there)
     assert (plain.name, plain.description, plain.status) == ("Q4", None, PortfolioStatus.ACTIVE)
     assert plain.created_by == "planner"  # the acting agent, from X-Agent-ID
@@ -70,7 +54,7 @@ def test_create_portfolio_with_and_without_a_description(
 
 
 def test_members_aggregate_and_status(sdk: Callable[..., OpenIntentClient]) -> None:
-    c = sdk()
+    c = sdk("planner")
     portfolio = c.create_portfolio("P", description="d")
     first = c.create_intent(title="first")
     second = c.create_intent(title="second")
@@ -153,7 +137,7 @@ async def test_the_async_sdk_portfolios(gateway: LiveGateway) -> None:
 
 
 def test_subscribe_list_unsubscribe(sdk: Callable[..., OpenIntentClient]) -> None:
-    c = sdk()
+    c = sdk("planner")
     intent = c.create_intent(title="watched")
     until = datetime.now(UTC) + timedelta(hours=2)
     sub = c.subscribe(
@@ -182,7 +166,7 @@ def test_subscription_refusals(gateway: LiveGateway, sdk: Callable[..., OpenInte
     """A private address under the namespace's public-only policy is a 400 (not a dead
     letter at every delivery); a reader may list but not subscribe; an agent key
     subscribes only as itself; nothing was stored by a refused request."""
-    c = sdk()
+    c = sdk("planner")
     intent = c.create_intent(title="guarded")
     with pytest.raises(ValidationError):
         c.subscribe(intent_id=intent.id, webhook_url="http://127.0.0.1:9/hook")

@@ -8,12 +8,12 @@ record_cost and record_failure)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
 import pytest
-from gateway_server import LiveGateway
+from gateway_server import LiveGateway, headers
 from openintent import AsyncOpenIntentClient, OpenIntentClient
 from openintent.exceptions import (
     ConflictError,
@@ -23,31 +23,6 @@ from openintent.exceptions import (
 from openintent.models import EventType, RetryStrategy
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
-    """The reference SDK's sync client (a service key acting as the agent it names);
-    closed after the test."""
-    made: list[OpenIntentClient] = []
-
-    def make(agent: str = "researcher", role: str = "service") -> OpenIntentClient:
-        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-def _headers(
-    gateway: LiveGateway, role: str = "service", agent: str | None = None
-) -> dict[str, str]:
-    headers = {"X-API-Key": gateway.keys[role]}
-    if agent is not None:
-        headers["X-Agent-ID"] = agent
-    return headers
 
 
 # -- governance -----------------------------------------------------------------------------
@@ -66,12 +41,12 @@ def test_arbitration_and_decisions(
     assert isinstance(asked.created_at, datetime) and asked.created_at.tzinfo is not None
 
     base = f"{gateway.url}/api/v1/intents/{intent.id}"
-    listed = httpx.get(f"{base}/arbitrations", headers=_headers(gateway, "reader")).json()
+    listed = httpx.get(f"{base}/arbitrations", headers=headers(gateway, "reader")).json()
     assert [(a["id"], a["status"]) for a in listed["arbitrations"]] == [(asked.id, "pending")]
     resolved = httpx.post(
         f"{base}/arbitrations/{asked.id}/resolve",
         json={"resolution": "plan a", "rationale": "cheaper"},
-        headers=_headers(gateway, agent="judge"),
+        headers=headers(gateway, agent="judge"),
     )
     assert resolved.status_code == 200, resolved.text
     got = resolved.json()
@@ -84,11 +59,11 @@ def test_arbitration_and_decisions(
     twice = httpx.post(
         f"{base}/arbitrations/{asked.id}/resolve",
         json={"resolution": "plan b"},
-        headers=_headers(gateway, agent="judge"),
+        headers=headers(gateway, agent="judge"),
     )
     assert twice.status_code == 409 and "lease" not in twice.text.lower()
     pending = httpx.get(
-        f"{base}/arbitrations", params={"status": "pending"}, headers=_headers(gateway)
+        f"{base}/arbitrations", params={"status": "pending"}, headers=headers(gateway)
     )
     assert pending.json()["arbitrations"] == []
 
@@ -106,10 +81,10 @@ def test_arbitration_and_decisions(
     assert types.count(EventType.ARBITRATION_REQUESTED) == 1
     assert types.count(EventType.DECISION_RECORDED) == 3  # the resolution, then two records
 
-    page = httpx.get(f"{base}/decisions", params={"limit": 1}, headers=_headers(gateway)).json()
+    page = httpx.get(f"{base}/decisions", params={"limit": 1}, headers=headers(gateway)).json()
     assert [d["id"] for d in page["decisions"]] == [first.id] and page["next_cursor"]
     rest = httpx.get(
-        f"{base}/decisions", params={"cursor": page["next_cursor"]}, headers=_headers(gateway)
+        f"{base}/decisions", params={"cursor": page["next_cursor"]}, headers=headers(gateway)
     ).json()
     assert [d["id"] for d in rest["decisions"]] == [second.id]
 
@@ -122,14 +97,14 @@ def test_the_requester_and_decider_are_the_actor_never_a_body_field(
     asked = httpx.post(
         f"{base}/arbitrate",
         json={"reason": "r", "requested_by": "mallory", "options": [{"label": "x"}]},
-        headers=_headers(gateway, "agent"),
+        headers=headers(gateway, "agent"),
     )
     assert asked.status_code == 200, asked.text
     assert asked.json()["requester_id"] == "ada" and asked.json()["options"] == [{"label": "x"}]
     decided = httpx.post(
         f"{base}/decisions",
         json={"decided_by": "mallory", "outcome": "go", "rationale": "server's spelling"},
-        headers=_headers(gateway, "agent"),
+        headers=headers(gateway, "agent"),
     )
     assert decided.status_code == 200, decided.text
     body = decided.json()
@@ -175,7 +150,7 @@ def test_attachments_sync_async_and_inline(
             "content_base64": base64.b64encode(b"hello").decode(),
             "description": "the seed's form",
         },
-        headers=_headers(gateway, agent="seeder"),
+        headers=headers(gateway, agent="seeder"),
     )
     assert inline.status_code == 200, inline.text
     got = inline.json()
@@ -231,7 +206,7 @@ def test_costs_and_the_summary(sdk: Callable[..., OpenIntentClient], gateway: Li
             "unit": "seconds",
             "cost_metadata": {"gpu": "a100"},
         },
-        headers=_headers(gateway, agent="bob"),
+        headers=headers(gateway, agent="bob"),
     )
     assert raw.status_code == 200, raw.text
     assert (raw.json()["agent_id"], raw.json()["metadata"]) == ("bob", {"gpu": "a100"})
@@ -245,7 +220,7 @@ def test_costs_and_the_summary(sdk: Callable[..., OpenIntentClient], gateway: Li
     page = httpx.get(
         f"{gateway.url}/api/v1/intents/{intent.id}/costs",
         params={"limit": 2},
-        headers=_headers(gateway, "reader"),
+        headers=headers(gateway, "reader"),
     ).json()
     assert len(page["costs"]) == 2 and page["next_cursor"]
     assert page["summary"]["count"] == 3  # the whole intent's totals on every page
@@ -311,7 +286,7 @@ def test_retry_policy_and_failures(
     unrecoverable = httpx.post(
         f"{gateway.url}/api/v1/intents/{intent.id}/failures",
         json={"error_type": "AUTH", "error_message": "denied", "recoverable": False},
-        headers=_headers(gateway, agent="researcher"),
+        headers=headers(gateway, agent="researcher"),
     )
     assert unrecoverable.status_code == 200, unrecoverable.text
     assert unrecoverable.json()["attempt_number"] == 2
@@ -323,7 +298,7 @@ def test_retry_policy_and_failures(
     replaced = httpx.put(
         f"{gateway.url}/api/v1/intents/{intent.id}/retry-policy",
         json={"strategy": "fixed", "fallback_agent_id": None},
-        headers=_headers(gateway),
+        headers=headers(gateway),
     ).json()
     assert (replaced["strategy"], replaced["fallback_agent_id"]) == ("fixed", None)
 
@@ -364,7 +339,7 @@ def test_a_reader_cannot_write_any_of_these_routes(
     asked = c.request_arbitration(intent.id, "r")
     made = c.add_attachment(intent.id, "f", "text/plain", 1, "s3://f")
     base = f"{gateway.url}/api/v1/intents/{intent.id}"
-    reader = _headers(gateway, "reader")
+    reader = headers(gateway, "reader")
     writes = [
         ("POST", "/arbitrate", {"reason": "r"}),
         ("POST", f"/arbitrations/{asked.id}/resolve", {"resolution": "x"}),
@@ -437,12 +412,12 @@ def test_bad_bodies_are_400_with_a_message(
         ("GET", "/failures?cursor=x", None, "cursor"),
     ]
     for method, path, body, field in cases:
-        answer = httpx.request(method, base + path, json=body, headers=_headers(gateway))
+        answer = httpx.request(method, base + path, json=body, headers=headers(gateway))
         assert answer.status_code == 400, (method, path, body, answer.text)
         assert answer.json()["message"], answer.text
         assert answer.json()["errors"][0]["field"] == field, (path, body, answer.json())
     for path in ("/arbitrate", "/decisions", "/attachments", "/costs", "/failures"):
-        answer = httpx.post(base + path, content=b"{", headers=_headers(gateway))
+        answer = httpx.post(base + path, content=b"{", headers=headers(gateway))
         assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "body"
     with pytest.raises(ValidationError):
         c.record_cost(intent.id, "tokens", -5, "tokens")
@@ -470,7 +445,7 @@ def test_unknown_intents_and_records_are_404(
         ("GET", "/retry-policy"),
     ]:
         answer = httpx.request(
-            method, base + path, json={"resolution": "x"}, headers=_headers(gateway)
+            method, base + path, json={"resolution": "x"}, headers=headers(gateway)
         )
         assert answer.status_code == 404, (path, answer.text)
         assert answer.json()["message"]

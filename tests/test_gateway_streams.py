@@ -86,20 +86,6 @@ def bus(gateway: LiveGateway) -> Iterator[Client]:
     client.close()
 
 
-@pytest.fixture
-def sdk(gateway: LiveGateway) -> Iterator[Callable[..., OpenIntentClient]]:
-    made: list[OpenIntentClient] = []
-
-    def make(agent: str = "watcher", role: str = "service") -> OpenIntentClient:
-        client = OpenIntentClient(base_url=gateway.url, api_key=gateway.keys[role], agent_id=agent)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 def event_ids(bus: Client, intent_id: str) -> list[str]:
     """Every event id of the intent's log, oldest first, read back in pages."""
     ids: list[str] = []
