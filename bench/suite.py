@@ -10,6 +10,8 @@ taken minutes apart on the same machine: ``make bench`` (``--smoke`` in CI).
 3. consumption: an agent draining a consumer group, assignment to handler start,
    completion to dependent active, webhook deliveries (``bench.agents``, ``bench.graphs``,
    ``bench.webhooks``);
+   then the HTTP server (``bench.httpserver``): the gateway beside the reference server under
+   the reference SDK, and its ceiling beside a bare Starlette route;
 4. growth: the same calls and memory per intent at 1,000 and 100,000 intents (and
    1,000,000 with ``--full``) (``bench.growth``).
 
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import agents, core, graphs, growth, peers, webhooks
+from . import agents, core, graphs, growth, httpserver, peers, webhooks
 
 PEER_OPS = ("create_intent", "update_state", "log_event", "lease_pair", "get_intent")
 TARGET_PEER = 40.0
@@ -80,6 +82,7 @@ def run(
         ("agents", agents, [] if args.smoke else ["--events", "30000", "--rounds", "3"]),
         ("graphs", graphs, [] if args.smoke else ["--layers", "50", "--width", "100"]),
         ("webhooks", webhooks, []),
+        ("http", httpserver, ["--no-peers"] if args.no_peers else []),
     ):
         print(f"== {name}", flush=True)
         sections.append(module.run(module.parse_args(smoke + extra), url, server_pid, consumption))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ),
         ("bench.growth", ["Memory per intent", "list_intents", "get_events"]),
         (
-            "bench.http",
+            "bench.httpserver",
             ["Reference SDK against both servers", "list_intents", "n/a (405)",
              "Gateway ceiling: state route beside the bare hello route",
              "POST /hello (bare Starlette)", "--workers 2"],

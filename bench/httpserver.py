@@ -2,7 +2,7 @@
 driven by the same client in the same run, and the gateway's own ceiling beside a bare
 Starlette route under the same uvicorn settings.
 
-    python -m bench.http [--redis-url URL] [--seconds N] [--rounds R] [--smoke] [--out FILE]
+    python -m bench.httpserver [--redis-url URL] [--seconds N] [--rounds R] [--smoke] [--out FILE]
 
 1. **Reference SDK** (``openintent.OpenIntentClient``, the reference's own client, one call
    at a time and 16 threads each with its own client and intent) against ``python -m oibus
@@ -10,8 +10,9 @@ Starlette route under the same uvicorn settings.
    run from ``bench/.peers`` by ``bench/peer_openintent.py``): the same code drives both
    (``peer_openintent.Slot`` and ``timed``). Rounds alternate which server goes first; the
    ratio is taken per round, then the median.
-2. **Ceiling**: an ``httpx.AsyncClient`` on uvloop keeps N requests in flight over N
-   keep-alive connections against ``POST /api/v1/intents/{id}/state`` (no If-Match, one
+2. **Ceiling**: a load generator on uvloop (``httpx.AsyncClient``, and a raw HTTP/1.1
+   client on asyncio streams, since httpx saturates first) keeps N requests in flight
+   over N keep-alive connections against ``POST /api/v1/intents/{id}/state`` (no If-Match, one
    intent per connection) and against ``POST /hello`` of a one-route Starlette app run by
    uvicorn with the settings ``oibus serve`` uses (uvloop, httptools, log level warning);
    then both with ``--workers 2``. Interleaved rounds, medians.
@@ -89,7 +90,7 @@ def serve_hello(port: int, workers: int) -> None:
     import uvicorn
 
     uvicorn.run(
-        "bench.http:hello_app",
+        "bench.httpserver:hello_app",
         factory=True,
         host="127.0.0.1",
         port=port,
@@ -157,7 +158,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.DEVNULL, stderr=self.log, cwd=core.HERE.parent
         )
@@ -206,14 +207,15 @@ class Server:
 
 def gateway(redis_url: str, namespace: str, workers: int, cpus: set[int] | None) -> Server:
     port = core_free_port()
-    argv = [sys.executable, "-m", "oibus", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--redis-url", redis_url, "--namespace", namespace, "--workers", str(workers)]  # fmt: skip
+    argv = [sys.executable, "-m", "oibus", "serve", "--host", "127.0.0.1", "--port",
+            str(port), "--redis-url", redis_url, "--namespace", namespace, "--workers",
+            str(workers)]  # fmt: skip
     return Server(f"oibus serve --workers {workers}", argv, port, workers, cpus)
 
 
 def hello(workers: int, cpus: set[int] | None) -> Server:
     port = core_free_port()
-    argv = [sys.executable, "-m", "bench.http", "--hello-server", str(port), "--workers",
+    argv = [sys.executable, "-m", "bench.httpserver", "--hello-server", str(port), "--workers",
             str(workers)]  # fmt: skip
     return Server(f"hello --workers {workers}", argv, port, workers, cpus)
 
@@ -230,7 +232,7 @@ def make_key(redis_url: str, namespace: str) -> str:
 
     async def make() -> str:
         async with oibus.AsyncClient(redis_url, namespace=namespace) as client:
-            key, _ = await add_key(client, PRINCIPAL, "service", "bench.http")
+            key, _ = await add_key(client, PRINCIPAL, "service", "bench.httpserver")
             return key
 
     return asyncio.run(make())
@@ -242,9 +244,7 @@ class HttpSlot(Slot):  # type: ignore[misc]
         self.client.list_intents(limit=50)
 
 
-def oibus_sdk(
-    url: str, key: str, seconds: float, cpu_of: Callable[[], float]
-) -> dict[str, Any]:
+def oibus_sdk(url: str, key: str, seconds: float, cpu_of: Callable[[], float]) -> dict[str, Any]:
     """The reference server's figures (``peer_openintent``) for the gateway, plus
     ``list_intents``; each with this process's and the server side's CPU per call."""
     from openintent import OpenIntentClient
@@ -295,7 +295,40 @@ class Load:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a request written whole, the
+    reply read by its Content-Length. Tens of µs per request where httpx takes about a
+    millisecond on this machine (see bench/README.md), so it can load a server that is
+    faster than httpx."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.host.encode(), self.head, len(body), body)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"content-length:") + 15
+        await self.reader.readexactly(int(head[at : head.find(b"\r\n", at)]))
+        return int(head[9:12])
+
+    async def aclose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
 async def load(
+    generator: str,
     base: str,
     paths: list[str],
     headers: dict[str, str],
@@ -303,37 +336,55 @@ async def load(
     server_cpu: Callable[[], float],
 ) -> Load:
     """``len(paths)`` workers, each on its own keep-alive connection and path, each
-    keeping one request in flight."""
+    keeping one request in flight; ``generator`` is ``httpx`` (one ``AsyncClient`` with a
+    pool of that many connections) or ``raw`` (``RawConnection``)."""
     n = len(paths)
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=base, limits=limits, headers=headers) as client:
-        clock = time.perf_counter_ns
-        per: list[list[int]] = [[] for _ in paths]
-        errors = [0]
+    posts: list[Callable[[str, bytes], Any]]
+    if generator == "httpx":
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        client = httpx.AsyncClient(base_url=base, limits=limits, headers=headers)
 
-        async def worker(k: int, deadline: int) -> None:
-            lat, path = per[k], paths[k]
-            i = 0
-            t = clock()
-            while t < deadline:
-                body = b'{"patches":[{"op":"set","path":"progress","value":%d}]}' % i
-                r = await client.post(path, content=body)
-                if r.status_code != 200:
-                    errors[0] += 1
-                now = clock()
-                lat.append(now - t)
-                t = now
-                i += 1
+        async def post(path: str, body: bytes) -> int:
+            return (await client.post(path, content=body)).status_code
 
+        posts = [post] * n
+    else:
+        host, port = base.removeprefix("http://").split(":")
+        conns = [RawConnection(host, int(port), headers) for _ in paths]
+        posts = [c.post for c in conns]
+    clock = time.perf_counter_ns
+    per: list[list[int]] = [[] for _ in paths]
+    errors = [0]
+
+    async def worker(k: int, deadline: int) -> None:
+        lat, path, send = per[k], paths[k], posts[k]
+        i = 0
+        t = clock()
+        while t < deadline:
+            body = b'{"patches":[{"op":"set","path":"progress","value":%d}]}' % i
+            if await send(path, body) != 200:
+                errors[0] += 1
+            now = clock()
+            lat.append(now - t)
+            t = now
+            i += 1
+
+    try:
         warm = clock() + int(min(0.3, seconds) * 1e9)  # connections open, caches warm
         await asyncio.gather(*(worker(k, warm) for k in range(n)))
-        per = [[] for _ in paths]
+        per[:] = [[] for _ in paths]
         errors[0] = 0
         cpu, server = time.process_time(), server_cpu()
         start = clock()
         await asyncio.gather(*(worker(k, start + int(seconds * 1e9)) for k in range(n)))
         elapsed = (clock() - start) / 1e9
         cpu, server = time.process_time() - cpu, server_cpu() - server
+    finally:
+        if generator == "httpx":
+            await client.aclose()
+        else:
+            for c in conns:
+                await c.aclose()
     lats = sorted(x for lat in per for x in lat)
     if not lats:
         return Load(0, errors[0], elapsed, 0.0, 0.0, 0.0, 0.0)
@@ -348,7 +399,9 @@ async def load(
 
 # -- the run ------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.httpserver", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--redis-url", help="use this server (default: start an embedded one)")
     p.add_argument("--seconds", type=float, help="seconds per figure per round (default 3)")
     p.add_argument("--rounds", type=int, help="rounds of the SDK figures (default 2)")
@@ -370,13 +423,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 CEILING = (
-    # (label, kind, workers, cpus): "gw" = oibus serve, "hello" = the bare route
-    ("hello", "hello", 1, "1"),
-    ("oibus state", "gw", 1, "1"),
-    ("hello", "hello", 2, "1"),
-    ("oibus state", "gw", 2, "1"),
-    ("hello", "hello", 2, "0-1"),
-    ("oibus state", "gw", 2, "0-1"),
+    # (load generator, server, workers, CPUs of the server): "gw" = oibus serve, "hello" =
+    # the bare route. The pairs to compare are next to each other.
+    ("raw", "hello", 1, "1"),
+    ("raw", "gw", 1, "1"),
+    ("httpx", "hello", 1, "1"),
+    ("httpx", "gw", 1, "1"),
+    ("raw", "hello", 2, "1"),
+    ("raw", "gw", 2, "1"),
+    ("raw", "hello", 2, "0-1"),
+    ("raw", "gw", 2, "0-1"),
 )
 
 
@@ -455,10 +511,10 @@ def run(
         print("== Gateway ceiling: state route beside the bare hello route", flush=True)
         intents = prepare_intents(gw.url, key, args.connections)
         ceiling_servers: dict[tuple[str, int, str], Server] = {}
-        for label, kind, workers, cpus in CEILING:
+        for _, kind, workers, cpus in CEILING:
             if (kind, workers, cpus) in ceiling_servers:
                 continue
-            want = (set(range(2)) if cpus == "0-1" else server_cpus) if pinned else None
+            want = ({0, 1} if cpus == "0-1" else server_cpus) if pinned else None
             if kind == "gw" and workers == 1:
                 s = gw
                 s.cpus = want
@@ -470,26 +526,27 @@ def run(
                 servers.append(s)
                 s.start()
             ceiling_servers[kind, workers, cpus] = s
-        loads: dict[tuple[str, int, str], list[Load]] = {k: [] for k in ceiling_servers}
+        loads: dict[tuple[str, str, int, str], list[Load]] = {k: [] for k in CEILING}
         headers = {"X-API-Key": key, "X-Agent-ID": "bench", "Content-Type": "application/json"}
         loop_factory = core.uvloop.new_event_loop if core.uvloop is not None else None
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             for n in range(args.ceiling_rounds):
-                keys = list(ceiling_servers)
-                for k in keys if n % 2 == 0 else reversed(keys):
-                    s = ceiling_servers[k]
+                for k in CEILING if n % 2 == 0 else reversed(CEILING):
+                    generator, kind, workers, cpus = k
+                    s = ceiling_servers[kind, workers, cpus]
                     s.place()
                     paths = (
                         [f"/api/v1/intents/{i}/state" for i in intents]
-                        if k[0] == "gw"
+                        if kind == "gw"
                         else ["/hello"] * args.connections
                     )
-                    pids = s.pids + (valkey if k[0] == "gw" else [])
+                    pids = s.pids + (valkey if kind == "gw" else [])
                     loads[k].append(
                         runner.run(
-                            load(s.url, paths, headers, args.seconds, lambda p=pids: cpu_seconds(p))
+                            load(generator, s.url, paths, headers, args.seconds,
+                                 lambda p=pids: cpu_seconds(p))
                         )
-                    )
+                    )  # fmt: skip
                 print(f"   round {n + 1}/{args.ceiling_rounds} done", flush=True)
         ceiling_rows = ceiling_table(loads, args.connections)
         problems = []
@@ -555,8 +612,8 @@ def cleanup(r: redis.Redis, namespace: str) -> int:
 SDK_HEAD = ("operation", "mode", "oibus ops/s", "oibus p50 ms", "reference ops/s",
             "reference p50 ms", "x reference", "target", "client CPU µs/call",
             "gateway+valkey CPU µs/call")  # fmt: skip
-CEIL_HEAD = ("server", "workers", "CPUs", "req/s", "p50 ms", "p99 ms", "rounds req/s",
-             "server busy", "load-gen busy", "x hello", "target")  # fmt: skip
+CEIL_HEAD = ("server", "load generator", "workers", "CPUs", "req/s", "p50 ms", "p99 ms",
+             "rounds req/s", "server busy", "load-gen busy", "x hello", "target")  # fmt: skip
 
 
 def sdk_table(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
@@ -588,37 +645,36 @@ def sdk_table(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[
 
 
 def ceiling_table(
-    loads: dict[tuple[str, int, str], list[Load]], connections: int
+    loads: dict[tuple[str, str, int, str], list[Load]], connections: int
 ) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    for kind, workers, cpus in loads:
-        got = loads[kind, workers, cpus]
-        base = loads.get(("hello", workers, cpus))
+    for (generator, kind, workers, cpus), got in loads.items():
+        base = loads.get((generator, "hello", workers, cpus))
         if kind == "gw" and base:
             x = median(a.per_s / b.per_s for a, b in zip(got, base, strict=True) if b.per_s)
             ratio = f"{x:.2f}"
             target = (
                 f"≥ {TARGET_HELLO}x hello " + ("met" if x >= TARGET_HELLO else "MISSED")
-                if (workers, cpus) == (1, "1")
+                if (generator, workers, cpus) == ("raw", 1, "1")
                 else ""
             )
         else:
             ratio, target = ("1.00 (ref)" if kind == "hello" else "-"), ""
         name = "POST /hello (bare Starlette)" if kind == "hello" else "POST /intents/{id}/state"
         rows.append((
-            name, str(workers), cpus, f"{median(x.per_s for x in got):,.0f}",
+            name, generator, str(workers), cpus, f"{median(x.per_s for x in got):,.0f}",
             f"{median(x.p50_ms for x in got):.2f}", f"{median(x.p99_ms for x in got):.2f}",
             f"{min(x.per_s for x in got):,.0f}-{max(x.per_s for x in got):,.0f}",
             f"{median(x.server_busy for x in got):.0%}",
             f"{median(x.client_busy for x in got):.0%}", ratio, target,
         ))  # fmt: skip
-    w1 = loads.get(("gw", 1, "1"))
+    w1 = loads.get(("raw", "gw", 1, "1"))
     for workers, cpus in ((2, "1"), (2, "0-1")):
-        w2 = loads.get(("gw", workers, cpus))
+        w2 = loads.get(("raw", "gw", workers, cpus))
         if w1 and w2:
             x = median(b.per_s / a.per_s for a, b in zip(w1, w2, strict=True) if a.per_s)
             rows.append((f"scaling: state route, --workers 2 on CPUs {cpus} ÷ --workers 1",
-                         "", "", "", "", "", "", "", "", f"{x:.2f}", ""))  # fmt: skip
+                         "raw", "", "", "", "", "", "", "", "", f"{x:.2f}", ""))  # fmt: skip
     return rows
 
 
@@ -653,42 +709,48 @@ def markdown(
     sanity_line: str,
 ) -> str:
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return "\n".join([
-        "# HTTP server: the gateway beside the reference server, and its ceiling",
-        "",
-        f"- date: {date}; command: `{shlex.join(sys.orig_argv)}`",
-        f"- placement: {placement}; `python -m oibus serve` (all its processes) on CPU "
-        f"{core.SERVER_CPU} with valkey, the reference server on CPU {core.SERVER_CPU}, "
-        f"every client and the load generator in this process on CPU {core.CLIENT_CPU}",
-        f"- server: {facts['server']}; machine: {facts['cpus']} CPUs ({facts['cpu_model']}), "
-        f"{facts['platform']}",
-        f"- python {facts['python']}, {facts['versions']}, oibus {facts['commit']}",
-        f"- load average before: {facts['load_before']}, after: {facts['load_after']}",
-        f"- SDK figures: {args.rounds} rounds x {args.seconds:g} s per figure per server, "
-        "the order of the servers alternating; ratios per round, then the median. Ceiling: "
-        f"{args.ceiling_rounds} rounds x {args.seconds:g} s, {args.connections} connections.",
-        "",
-        "## Reference SDK (`OpenIntentClient`) against both servers",
-        "",
-        *md(SDK_HEAD, sdk_rows),
-        "",
-        reference_note + "; its list_intents gets 405 (no such route) and is not measured.",
-        "",
-        "## Gateway ceiling: `POST /api/v1/intents/{id}/state` beside a bare hello route",
-        "",
-        *md(CEIL_HEAD, ceiling_rows),
-        "",
-        "- one `httpx.AsyncClient` on uvloop, N workers each with one request in flight on "
-        "its own keep-alive connection; the state route without If-Match (no conflicts), one "
-        "intent per connection; the hello app is one Starlette route under uvicorn with "
-        "`oibus serve`'s settings (uvloop, httptools), same body and headers.",
-        "- **server busy** = CPU time of the server's processes (and valkey's, for the state "
-        "route) ÷ wall time; **load-gen busy** = this process's. A load generator near 100 % "
-        "is the limit of that figure, not the server.",
-        "",
-        sanity_line,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# HTTP server: the gateway beside the reference server, and its ceiling",
+            "",
+            f"- date: {date}; command: `{shlex.join(sys.orig_argv)}`",
+            f"- placement: {placement}; `python -m oibus serve` (all its processes) on CPU "
+            f"{core.SERVER_CPU} with valkey, the reference server on CPU {core.SERVER_CPU}, "
+            f"every client and the load generator in this process on CPU {core.CLIENT_CPU}",
+            f"- server: {facts['server']}; machine: {facts['cpus']} CPUs ({facts['cpu_model']}), "
+            f"{facts['platform']}",
+            f"- python {facts['python']}, {facts['versions']}, oibus {facts['commit']}",
+            f"- load average before: {facts['load_before']}, after: {facts['load_after']}",
+            f"- SDK figures: {args.rounds} rounds x {args.seconds:g} s per figure per server, "
+            "the order of the servers alternating; ratios per round, then the median. Ceiling: "
+            f"{args.ceiling_rounds} rounds x {args.seconds:g} s, {args.connections} connections.",
+            "",
+            "## Reference SDK (`OpenIntentClient`) against both servers",
+            "",
+            *md(SDK_HEAD, sdk_rows),
+            "",
+            reference_note + "; its list_intents gets 405 (no such route) and is not measured.",
+            "",
+            "## Gateway ceiling: `POST /api/v1/intents/{id}/state` beside a bare hello route",
+            "",
+            *md(CEIL_HEAD, ceiling_rows),
+            "",
+            f"- load generators, in this process on uvloop, {args.connections} workers each with "
+            "one request in flight on its own keep-alive connection: **httpx** = one "
+            "`httpx.AsyncClient` (a pool of that many connections), **raw** = HTTP/1.1 written "
+            "and read on asyncio streams (tens of µs per request: httpx alone costs about a "
+            "millisecond of CPU per request here, so it saturates first). The state route "
+            "without If-Match (no conflicts), one intent per connection; the hello app is one "
+            "Starlette route under uvicorn with `oibus serve`'s settings (uvloop, httptools), "
+            "sent the same body and headers.",
+            "- **server busy** = CPU time of the server's processes (and valkey's, for the state "
+            "route) ÷ wall time; **load-gen busy** = this process's. A load generator near 100 % "
+            "is the limit of that figure, not the server.",
+            "",
+            sanity_line,
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
