@@ -12,6 +12,11 @@ ACL_REFUSALS = ("ACL failure in script", "The user executing the script can't")
 Redis 7.2+, then Redis 6.2/7.0 (an ``ERR`` reply, not ``NOPERM``)."""
 
 
+UNAVAILABLE = ("CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING")
+"""Replies of a server that cannot serve the call right now (a failover or a restart in
+progress): the call did nothing and may be retried, like a lost connection."""
+
+
 def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError:
     """``script`` says the error came from running one of our scripts: an error reply
     without our prefix is then a bug in that script, not a server problem."""
@@ -21,6 +26,10 @@ def translate(exc: Exception, *, script: bool = False) -> errors.OpenIntentError
         return errors.BusTimeoutError(f"Redis did not answer in time: {exc}")
     if isinstance(exc, rex.ConnectionError):
         return errors.BusConnectionError(f"cannot reach Redis: {exc}")
+    if isinstance(exc, rex.ReadOnlyError) or (
+        isinstance(exc, rex.ResponseError) and str(exc).startswith(UNAVAILABLE)
+    ):
+        return errors.BusConnectionError(f"Redis cannot serve it now (retry): {exc}")
     if isinstance(exc, rex.NoPermissionError) or (
         isinstance(exc, rex.ResponseError) and str(exc).startswith(ACL_REFUSALS)
     ):

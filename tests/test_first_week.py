@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.exceptions as rex
 from click.testing import CliRunner
 
-from oibus import AsyncClient, Client, ConfigurationError, ValidationError
+from oibus import AsyncClient, BusConnectionError, Client, ConfigurationError, ValidationError
 from oibus.cli import main as cli_main
 from oibus.daemon.webhooks import WebhookConfig, WebhookFanout
+from oibus.sdk._errors import translate
 from oibus.sdk.locate import DataDirLock, resolve_url, running_url
 
 NOT_JSON: list[tuple[str, Any, str]] = [
@@ -328,3 +330,20 @@ def test_the_cli_prints_stored_text_escaped(embedded_url: str, namespace: str) -
     assert "  k\\nx = 1" in lines
     assert not any(line.startswith("status  FORGED") for line in lines)
     assert "\x1b[2K" not in result.output and "\u202e" not in result.output
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        rex.ResponseError("CLUSTERDOWN The cluster is down"),
+        rex.ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        rex.ReadOnlyError("You can't write against a read only replica."),
+        rex.ResponseError("MASTERDOWN Link with MASTER is down"),
+    ],
+)
+def test_a_server_in_failover_is_unreachable_not_a_script_bug(reply: Exception) -> None:
+    """Seen in the failover tier: a write reaching a node while it changed role got
+    CLUSTERDOWN and surfaced as a ScriptError ("a bug in a script"). It is a
+    BusConnectionError: nothing was done, and the call may be retried."""
+    for script in (True, False):
+        assert isinstance(translate(reply, script=script), BusConnectionError)
