@@ -17,6 +17,7 @@ redis-py exception: the transport translates those here, chained with ``from``.
     ├── InvalidTransitionError     a status change the lifecycle forbids
     ├── IntentClosedError          a mutation on a completed/abandoned intent
     ├── ConfigurationError         the client and the bus disagree (namespace, partitions)
+    ├── ToolLoopLimitError         an LLM agent's think() used its tool rounds without answering
     ├── EmbeddedServerError        no engine to embed, or it would not start
     ├── AuthenticationError        HTTP: no API key, or one the server does not know (401)
     ├── AccessDeniedError          HTTP: the key's role may not do this, or act as that agent (403)
@@ -62,6 +63,7 @@ __all__ = [
     "PermissionDeniedError",
     "ScriptError",
     "ScriptsNotLoadedError",
+    "ToolLoopLimitError",
     "ValidationError",
 ]
 
@@ -223,6 +225,21 @@ class ConfigurationError(OpenIntentError):
     """The client's configuration does not match the bus it talks to."""
 
     code = "CONFIG"
+
+
+class ToolLoopLimitError(OpenIntentError):
+    """An LLM agent's ``think()`` ran ``max_tool_rounds`` rounds of tool calls and the model
+    asked for more instead of answering. Raised rather than returning a half answer (a
+    caller cannot tell one from a real answer); ``messages`` is the conversation as the
+    model saw it (tool results included) and ``rounds`` the rounds run, so the caller can
+    read what happened, and a retry of the intent starts the turn afresh."""
+
+    code = "TOOL_LOOP_LIMIT"
+
+    def __init__(self, message: str, *, rounds: int, messages: list[Any]) -> None:
+        super().__init__(message, rounds=rounds)
+        self.rounds = rounds
+        self.messages = messages
 
 
 class EmbeddedServerError(OpenIntentError):

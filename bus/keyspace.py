@@ -134,6 +134,12 @@ class Keyspace:
         """Inline attachment content by attachment id (hash)."""
         return f"{self.tag_of(intent_id)}:ac:{intent_id}"
 
+    def llm_conversation(self, intent_id: str, agent_id: str) -> str:
+        """String: the conversation of an LLM agent's ``think()`` on the intent, written
+        once per completed tool round so a replica resumes a killed agent's loop; under
+        the intent's tag, so it lives on the intent's node (sdk/llm/conversation.py)."""
+        return f"{self.tag_of(intent_id)}:llm:{intent_id}:{encode_segment(agent_id)}"
+
     def children(self, intent_id: str) -> str:
         """The intent's children (the parent index of its partition)."""
         return f"{self.tag_of(intent_id)}:x:p:{intent_id}"
@@ -298,6 +304,19 @@ class Keyspace:
         """Set when the event was queued for the subscription (string with a TTL): makes a
         repeated match of the same bus entry queue nothing."""
         return f"{self.webhook_tag(subscription_id)}:m:{event_key}"
+
+    # -- agent memory (RFC-0015): one hash tag per agent ---------------------------------
+    def memory_tag(self, agent_id: str) -> str:
+        """Every key of one agent's memory shares this tag, so one script changes an entry
+        and all its index entries; agents spread over the cluster by name. The agent id is
+        free text, escaped (``encode_segment``) so that it can never close the tag."""
+        return f"{{{self.namespace}:m:{encode_segment(agent_id)}}}"
+
+    def memory_keys(self, agent_id: str) -> tuple[str, str, str, str]:
+        """What every memory script declares, in this order: the entries' metadata
+        (hash), their values (hash), their expiry times (zset) and the index (zset)."""
+        t = self.memory_tag(agent_id)
+        return f"{t}:meta", f"{t}:val", f"{t}:exp", f"{t}:idx"
 
 
 @lru_cache(maxsize=65_536)

@@ -43,3 +43,39 @@ PORTFOLIO_LINKS: Final = 256
 """Most membership tokens an intent keeps, removals included (see lua/link_portfolio.lua)."""
 PORTFOLIO_JSON_BYTES: Final = 65_536
 """Largest governance_policy or metadata JSON text of a portfolio."""
+
+# -- agent memory (RFC-0015): mirrors of lua/includes/memory.lua -------------------------
+MEMORY_VALUE_BYTES: Final = 65_536
+"""Largest value of one memory entry, as JSON text."""
+MEMORY_KEY_BYTES: Final = 256
+"""Longest memory key (one line of UTF-8, no control characters)."""
+MEMORY_TAGS: Final = 16
+"""Most tags on one entry."""
+MEMORY_TAG_BYTES: Final = 64
+"""Longest tag."""
+MEMORY_TOKENS: Final = 64
+"""Most keyword tokens one entry's key and value put in the recall index (the first ones
+in reading order; the rest of a long value is stored, not indexed)."""
+MEMORY_TAG_TOKENS: Final = 32
+"""Most keyword tokens one entry's tags put in the recall index."""
+MEMORY_TOKEN_BYTES: Final = 64
+"""Longest keyword token (longer words are not indexed)."""
+MEMORY_ENTRIES: Final = 10_000
+"""Most live entries one agent's memory holds; expired ones do not count."""
+MEMORY_PURGE: Final = 16
+"""Most expired entries one memory write removes, with their index entries."""
+MEMORY_TTL_MS: Final = 31_536_000_000
+"""Longest time to live of an entry: 365 days."""
+MEMORY_QUERY_TOKENS: Final = 16
+"""Most distinct keyword tokens of one recall query that are looked up."""
+MEMORY_RECALL_SCAN: Final = 200
+"""Index entries one recall reads per query token and memory type (the most recently
+updated entries holding that token)."""
+MEMORY_RECALL_MAX: Final = 100
+"""Largest ``limit`` of one recall."""
+MEMORY_PAGE: Final = 200
+"""Largest page of ``list_memory`` (values are returned, so pages are smaller than
+``PAGE_MAX``)."""
+MEMORY_LIST_SCAN: Final = 1000
+"""Most index entries one ``list_memory`` page reads while skipping expired entries and
+filtering by type, before it returns what it found and a cursor."""

@@ -40,12 +40,14 @@ from oibus.bus.errors import (
     PermissionDeniedError,
     ScriptError,
     ScriptsNotLoadedError,
+    ToolLoopLimitError,
     ValidationError,
 )
 from oibus.bus.events import EventType
 from oibus.bus.governance import ArbitrationRequest, DecisionRecord, Delegation
 from oibus.bus.graphs import AggregateStatus, GraphEdge, GraphNode, IntentGraph
 from oibus.bus.keyspace import Keyspace
+from oibus.bus.memory import MemoryRecord
 from oibus.bus.models import Event, Intent, Lease, Page, ProtocolInfo, StatePatch
 from oibus.bus.observability import Observation
 from oibus.bus.portfolios import (
@@ -76,7 +78,14 @@ from oibus.sdk.coordinator import (
     PortfolioSpec,
     coordinator,
 )
-from oibus.sdk.extractors import Extractor, RequestInfo, ResponseInfo, ToolCallInfo
+from oibus.sdk.extractors import (
+    AnthropicExtractor,
+    Extractor,
+    OpenAIExtractor,
+    RequestInfo,
+    ResponseInfo,
+    ToolCallInfo,
+)
 from oibus.sdk.handlers import (
     on_all_complete,
     on_assignment,
@@ -88,6 +97,24 @@ from oibus.sdk.handlers import (
     on_state_change,
     on_status_change,
 )
+from oibus.sdk.llm.detect import provider_for
+from oibus.sdk.llm.engine import LLMSettings, TokenStream
+from oibus.sdk.llm.provider import Provider
+from oibus.sdk.llm.scripted import ScriptedProvider
+from oibus.sdk.llm.tools import (
+    Tool,
+    ToolDef,
+    define_tool,
+    register_tool,
+    tool,
+    unregister_tool,
+)
+from oibus.sdk.llm.wrappers import (
+    AnthropicAdapter,
+    AsyncAnthropicAdapter,
+    AsyncOpenAIAdapter,
+    OpenAIAdapter,
+)
 
 __all__ = [
     "AccessDeniedError",
@@ -97,10 +124,14 @@ __all__ = [
     "AgentConfig",
     "AggregateStatus",
     "AlreadyExistsError",
+    "AnthropicAdapter",
+    "AnthropicExtractor",
     "ArbitrationRequest",
+    "AsyncAnthropicAdapter",
     "AsyncClient",
     "AsyncLLMAdapter",
     "AsyncLoggedStream",
+    "AsyncOpenAIAdapter",
     "Attachment",
     "AuthenticationError",
     "BudgetExceededError",
@@ -136,14 +167,18 @@ __all__ = [
     "InvalidTransitionError",
     "Keyspace",
     "LLMAdapter",
+    "LLMSettings",
     "Lease",
     "LeaseConflictError",
     "LeaseExpiredError",
     "LeaseLostError",
     "LoggedStream",
     "MemberRole",
+    "MemoryRecord",
     "NotFoundError",
     "Observation",
+    "OpenAIAdapter",
+    "OpenAIExtractor",
     "OpenIntentError",
     "Page",
     "PatchError",
@@ -156,20 +191,27 @@ __all__ = [
     "PortfolioSpec",
     "PortfolioStatus",
     "ProtocolInfo",
+    "Provider",
     "RequestInfo",
     "ResponseInfo",
     "RetryPolicy",
     "ScriptError",
+    "ScriptedProvider",
     "ScriptsNotLoadedError",
     "StatePatch",
     "Subscription",
+    "TokenStream",
+    "Tool",
     "ToolCallInfo",
+    "ToolDef",
+    "ToolLoopLimitError",
     "ValidationError",
     "Work",
     "Worker",
     "__version__",
     "agent",
     "coordinator",
+    "define_tool",
     "on_all_complete",
     "on_assignment",
     "on_complete",
@@ -179,4 +221,8 @@ __all__ = [
     "on_retry",
     "on_state_change",
     "on_status_change",
+    "provider_for",
+    "register_tool",
+    "tool",
+    "unregister_tool",
 ]

@@ -21,6 +21,16 @@ Running an assignment (``on_assignment``):
    (RFC-0010): the intent's retry policy decides whether the daemon dispatches a retry
    and, once retries are exhausted, hands the intent to the fallback agent;
 5. release the lease and acknowledge the event.
+
+With ``model=`` an agent also has an LLM engine (``oibus.sdk.llm.engine``): ``self.think``
+and friends, the tool loop, its conversation persisted per intent so that the replica
+that takes a killed agent's intent over resumes it. Two more events drive such an agent:
+``arbitration_resolved`` answering its ``clarify`` question moves the suspended intent
+back to ``active``, and that ``status_changed`` (suspended to active) re-delivers the work.
+A handler whose ``think()`` suspended the intent writes nothing and does not complete it;
+one whose intent waits for the sub-intents its model delegated (``blocked``) writes its
+result and completes when re-delivered after them. Agents without ``model=`` behave as
+they always did.
 """
 
 from __future__ import annotations
@@ -43,8 +53,10 @@ from oibus.bus.codec import decode_intent, decode_lease
 from oibus.bus.consuming import START_BEGINNING, Delivery, check_name
 from oibus.bus.errors import (
     CompletionGateError,
+    ConfigurationError,
     ConflictError,
     IntentClosedError,
+    InvalidTransitionError,
     LeaseConflictError,
     NotFoundError,
     OpenIntentError,
@@ -54,6 +66,7 @@ from oibus.bus.models import Intent, Lease
 from oibus.bus.routing import (
     HandlerSpec,
     Work,
+    move_of,
     observers,
     payload_types,
     relevant_types,
@@ -62,8 +75,11 @@ from oibus.bus.routing import (
 from oibus.sdk._async.client import AsyncClient
 from oibus.sdk._async.events import AsyncEventStream, default_consumer
 from oibus.sdk.handlers import arity, call, discover
+from oibus.sdk.llm.engine import LLM_OPTIONS, Engine, LLMSettings, RunContext, current_run
 
 _log = logging.getLogger("oibus.agent")
+_LLM_TYPES = frozenset({"arbitration_resolved", "status_changed"})
+_LLM_PAYLOADS = frozenset({"arbitration_resolved"})
 _SCOPE_PART = re.compile(r"[^A-Za-z0-9_-]+")
 C = TypeVar("C", bound=type)
 
@@ -84,6 +100,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     start: str = START_BEGINNING
     block_seconds: float = 1.0
     max_deliveries: int = 5
+    llm: LLMSettings | None = None
+    """Set by ``model=`` and its options (``LLMSettings``): the agent thinks with an LLM."""
 
     def scope(self) -> str:
         if self.lease_scope is not None:
@@ -119,6 +137,7 @@ class _Runtime:
         self.stopped = asyncio.Event()
         self.stopping = False
         self.flusher: asyncio.Task[None] | None = None
+        self.engine: Engine | None = None
         self.waiting: deque[tuple[Delivery, tuple[Work | None, list[int]]]] = deque()
         handlers = discover(owner)
         self.work = [h for h, s in handlers if s.kind == "assignment"]
@@ -173,6 +192,57 @@ class AgentBase:
         """A comment on the intent's log, as this agent."""
         await self.client.log_event(intent_id, "comment", {"message": message, **data})
 
+    async def patch_state(self, intent_id: str, state: Mapping[str, Any]) -> Intent:
+        """Set top-level keys of an intent's state (the seeds' helper). On the intent this
+        handler works on, the write carries the agent's lease and the version it last
+        wrote, and the handler's own result is then written on top of it."""
+        run = current_run.get()
+        if run is not None and run.intent.id == intent_id:
+            intent = await self.client.update_state(intent_id, run.version, state, lease=run.lease)
+            run.version = intent.version
+            return intent
+        return await self.client.update_state(intent_id, None, state)
+
+    async def escalate(self, intent_id: str, reason: str, **context: Any) -> Any:
+        """Ask a supervisor to look at the intent: an arbitration request (RFC-0003) with
+        ``context["kind"] == "escalation"``, pending until someone resolves it."""
+        return await self.client.request_arbitration(
+            intent_id, reason, context={"kind": "escalation", "agent_id": self.agent_id, **context}
+        )
+
+    # -- the LLM engine (model=) --------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        engine = self._rt.engine
+        if engine is None:
+            if self.config.llm is None:
+                raise ConfigurationError(
+                    f"agent {self.agent_id} has no model: pass model= to @agent to use think()"
+                )
+            raise RuntimeError("the agent is not started")
+        return engine
+
+    async def think(
+        self,
+        prompt: str,
+        *,
+        stream: bool | None = None,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> Any:
+        """Send ``prompt`` through the tool loop; returns the model's answer (text), or
+        ``{"status": "awaiting_response", ...}`` when it asked a human (``clarify``).
+        ``stream=True`` or ``on_token`` streams the answer's tokens to ``on_token``."""
+        return await self.engine.think(prompt, stream=stream, on_token=on_token)
+
+    def think_stream(self, prompt: str) -> Any:
+        """The answer's tokens as an async iterator (``async for t in self.think_stream(p)``;
+        awaiting it first works too). Its ``.result`` is the whole answer at the end."""
+        return self.engine.think_stream(prompt)
+
+    def reset_conversation(self) -> None:
+        """The next ``think()`` starts from a fresh context."""
+        self.engine.reset_conversation()
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(
         self,
@@ -189,10 +259,26 @@ class AgentBase:
             raise RuntimeError("the agent is already running")
         cfg = self.config
         works = bool(self._rt.work or self._rt.retry)
+        engine = None
+        if cfg.llm is not None:  # provider and tools resolve now: fail the start, not a run
+            engine = Engine(self, cfg.llm, coordinator=getattr(self, "_oibus_coordinator", False))
         if client is None:
             client = AsyncClient(redis_url, agent_id=cfg.agent_id, **client_options)
             self._rt.owns_client = True
         self._rt.client = client
+        event_types = relevant_types(self._rt.specs, works)
+        payloads = payload_types(self._rt.specs, works)
+        if engine is not None:
+            try:
+                engine.attach(client)
+            except ConfigurationError:
+                if self._rt.owns_client:
+                    await client.aclose()
+                self._rt.client = None
+                raise
+            event_types |= _LLM_TYPES
+            payloads |= _LLM_PAYLOADS
+        self._rt.engine = engine
         self._rt.stream = client.events(
             cfg.group,
             consumer or default_consumer(),
@@ -202,9 +288,9 @@ class AgentBase:
             auto_ack=False,
             heartbeat_ttl=cfg.heartbeat_ttl,
             max_deliveries=cfg.max_deliveries,
-            event_types=relevant_types(self._rt.specs, works),
+            event_types=event_types,
             assigned_to=cfg.agent_id,
-            payloads=payload_types(self._rt.specs, works),
+            payloads=payloads,
         )
         await self._rt.stream.ensure_group()
         self._rt.stopped.clear()
@@ -304,19 +390,46 @@ class AgentBase:
     def _plan(self, d: Delivery) -> tuple[Work | None, list[int]] | None:
         e = d.event
         work = work_for(self.agent_id, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint)
+        if work is None and self._resumes(d):
+            work = Work(reason="unblocked")  # a clarified intent is ready again
         if work is not None and not (self._rt.work or (work.reason == "retry" and self._rt.retry)):
             work = None
         hits = observers(
             self.agent_id, self._rt.specs, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint
         )
-        if work is None and not hits:
+        if work is None and not hits and not self._answers(d):
             return None
         return work, hits
+
+    def _resumes(self, d: Delivery) -> bool:
+        """An LLM agent's intent back from ``suspended_awaiting_input`` (its question was
+        answered): the work is delivered again, and ``think()`` resumes."""
+        e = d.event
+        return (
+            self._rt.engine is not None
+            and e.event_type == "status_changed"
+            and d.portfolio_id is None
+            and self.agent_id in d.agents
+            and move_of(e.payload, d.hint) == ("suspended_awaiting_input", "active")
+        )
+
+    def _answers(self, d: Delivery) -> bool:
+        e = d.event
+        return (
+            self._rt.engine is not None
+            and e.event_type == "arbitration_resolved"
+            and d.portfolio_id is None
+            and self.agent_id in d.agents
+        )
 
     async def _handle(self, d: Delivery, work: Work | None, hits: list[int]) -> None:
         assert self._rt.stream is not None
         stream = self._rt.stream
         try:
+            if self._answers(d) and self._rt.engine is not None:
+                arbitration = d.event.payload.get("arbitration_id")
+                if isinstance(arbitration, str):
+                    await self._rt.engine.reactivate(d.event.intent_id, arbitration)
             if work is not None:
                 await self._run_work(d, work)
             subject: list[Any] = []  # the intent (or portfolio), read once for all observers
@@ -376,6 +489,8 @@ class AgentBase:
             handler = (
                 (self._rt.retry or self._rt.work)[0] if work.reason == "retry" else self._rt.work[0]
             )
+            run = RunContext(intent=intent, lease=lease, version=intent.version)
+            token = current_run.set(run)
             try:
                 result = await self._under_lease(intent_id, lease, handler, [intent, work])
             except asyncio.CancelledError:
@@ -391,7 +506,11 @@ class AgentBase:
                     str(exc),
                 )
                 return
-            await self._finish(intent, lease, result, cfg.auto_complete)
+            finally:
+                current_run.reset(token)
+            if run.suspended is not None:  # waiting for a human: nothing to write yet
+                return
+            await self._finish(intent, lease, result, cfg.auto_complete, run)
         finally:
             with anyio.CancelScope(shield=True), suppress(Exception):
                 await client.release_lease(intent_id, lease.id)
@@ -467,9 +586,12 @@ class AgentBase:
             for task in renewing:
                 task.cancel()
 
-    async def _finish(self, intent: Intent, lease: Lease, result: Any, complete: bool) -> None:
+    async def _finish(
+        self, intent: Intent, lease: Lease, result: Any, complete: bool, run: RunContext
+    ) -> None:
         client = self.client
-        version = intent.version
+        version = run.version  # the intent's version read at the start, or since written
+        engine = self._rt.engine
         try:
             if isinstance(result, Mapping) and result:
                 version = (
@@ -479,9 +601,21 @@ class AgentBase:
                 await client.set_status(intent.id, version, "completed")
         except CompletionGateError as exc:
             _log.info("agent %s: %s not completed yet: %s", self.agent_id, intent.id, exc)
+        except InvalidTransitionError as exc:
+            if engine is None or exc.from_status != "blocked":
+                await self._fail(intent.id, exc.code or "conflict", str(exc))
+            else:  # it waits for the sub-intents its model made; re-delivered after them
+                _log.info("agent %s: %s waits for its sub-intents", self.agent_id, intent.id)
         except (ConflictError, OpenIntentError) as exc:
             await self._fail(intent.id, exc.code or "conflict", str(exc))
         else:
+            if engine is not None:  # done: the conversation is no longer needed
+                try:
+                    await engine.clear(intent.id)
+                except Exception as exc:  # it expires by itself
+                    _log.warning(
+                        "agent %s: could not clear the conversation: %s", self.agent_id, exc
+                    )
             if result is not None and not isinstance(result, Mapping):
                 _log.warning(
                     "agent %s: handler result for %s is a %s, not a dict: not stored",
@@ -541,10 +675,31 @@ def make_agent_class(
     return decorate
 
 
+def llm_options(options: Mapping[str, Any], *, planning: bool = False) -> dict[str, Any]:
+    """Split ``model=`` and its options (``LLMSettings``) out of a decorator's options:
+    the rest are ``AgentConfig``'s. LLM options without ``model=`` are a mistake worth
+    saying at once."""
+    rest = {k: v for k, v in options.items() if k not in LLM_OPTIONS}
+    llm = {k: v for k, v in options.items() if k in LLM_OPTIONS}
+    if not llm:
+        return rest
+    if llm.get("model") is None:
+        extra = ", ".join(sorted(k for k in llm if k != "model"))
+        if extra:
+            raise ValidationError(f"{extra} need model=", field="model")
+        return rest
+    llm.setdefault("planning", planning)
+    if "tools" in llm:
+        llm["tools"] = tuple(llm["tools"] or ())
+    rest["llm"] = LLMSettings(**llm)
+    return rest
+
+
 def agent(agent_id: str, **options: Any) -> Callable[[C], C]:
     """Class decorator: make the class an agent named ``agent_id`` (options: the fields
-    of ``AgentConfig``). The class keeps its own methods and base classes."""
-    return make_agent_class(agent_id, AgentBase, options)
+    of ``AgentConfig``, and ``model=`` with the ``LLMSettings`` options for an LLM
+    agent). The class keeps its own methods and base classes."""
+    return make_agent_class(agent_id, AgentBase, llm_options(options))
 
 
 Agent = agent

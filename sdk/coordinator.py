@@ -22,7 +22,7 @@ import msgspec
 
 from oibus.bus.errors import AlreadyExistsError, CycleError, ValidationError
 from oibus.bus.portfolios import Portfolio
-from oibus.sdk.agents import AgentBase, C, make_agent_class
+from oibus.sdk.agents import AgentBase, C, llm_options, make_agent_class
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -103,6 +103,9 @@ def member_ids(run_id: str, specs: Sequence[IntentSpec]) -> dict[str, str]:
 
 
 class CoordinatorBase(AgentBase):
+    _oibus_coordinator = True
+    """An LLM coordinator's model also gets delegate, create_plan and record_decision."""
+
     async def launch(
         self, spec: PortfolioSpec | Mapping[str, Any], *, run_id: str | None = None
     ) -> Portfolio:
@@ -145,8 +148,14 @@ class CoordinatorBase(AgentBase):
 
 def coordinator(agent_id: str, agents: Sequence[str] = (), **options: Any) -> Callable[[C], C]:
     """Class decorator like ``@agent`` that adds ``launch``. ``agents`` lists the agents it
-    hands work to (informational, as in the seeds)."""
-    return make_agent_class(agent_id, CoordinatorBase, options, managed_agents=tuple(agents))
+    hands work to (with ``model=``, the only ones its model may delegate to; planning is
+    on by default)."""
+    return make_agent_class(
+        agent_id,
+        CoordinatorBase,
+        llm_options(options, planning=True),
+        managed_agents=tuple(agents),
+    )
 
 
 Coordinator = coordinator

@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Extractor", "RequestInfo", "ResponseInfo", "ToolCallInfo"]
+__all__ = [
+    "AnthropicExtractor",
+    "Extractor",
+    "OpenAIExtractor",
+    "RequestInfo",
+    "ResponseInfo",
+    "ToolCallInfo",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,3 +171,111 @@ class Extractor:
         if hasattr(response, "__next__") or hasattr(response, "__anext__"):
             return True
         return request.stream and (hasattr(response, "__iter__") or hasattr(response, "__aiter__"))
+
+
+class OpenAIExtractor(Extractor):
+    """OpenAI's chat completions (and the providers that speak them: Grok, DeepSeek,
+    OpenRouter), as the ``openai`` package returns them. The default reading is already
+    this shape; the name says so where an adapter is made for OpenAI, and the last chunk
+    of a stream asked with ``stream_options={"include_usage": True}`` (usage, no
+    choice) is read like any other."""
+
+
+class AnthropicExtractor(Extractor):
+    """Anthropic's messages API: a reply's ``content`` blocks (``text`` joined,
+    ``tool_use`` with its ``input`` mapping), ``stop_reason`` and ``usage``
+    (``input_tokens`` with the cache reads and writes, ``output_tokens``); a stream's
+    events (``message_start`` with the prompt's usage, ``content_block_start`` naming a
+    tool call, ``content_block_delta`` with text or a piece of the call's JSON input,
+    ``message_delta`` with the stop reason and output tokens). Requests take the same
+    keywords as OpenAI's, with tools flat (``{"name": ...}``); ``system=`` is not a
+    message and is not counted."""
+
+    def response(self, response: Any) -> ResponseInfo:
+        text = []
+        calls = []
+        for n, block in enumerate(_list(get(response, "content"))):
+            kind = get(block, "type")
+            if kind == "text":
+                text.append(_str(get(block, "text")) or "")
+            elif kind == "tool_use":
+                arguments = get(block, "input")
+                calls.append(
+                    ToolCallInfo(
+                        name=_str(get(block, "name")),
+                        id=_str(get(block, "id")),
+                        arguments=arguments if isinstance(arguments, Mapping) else None,
+                        index=n,
+                    )
+                )
+        usage = get(response, "usage")
+        prompt = _prompt_tokens(usage)
+        completion = _int(get(usage, "output_tokens"))
+        return ResponseInfo(
+            content="".join(text) if text else None,
+            finish_reason=_str(get(response, "stop_reason")),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=_total(prompt, completion),
+            tool_calls=calls,
+            model=_str(get(response, "model")),
+        )
+
+    def chunk(self, chunk: Any) -> ResponseInfo:
+        kind = get(chunk, "type")
+        if kind == "message_start":
+            message = get(chunk, "message")
+            usage = get(message, "usage")
+            return ResponseInfo(
+                prompt_tokens=_prompt_tokens(usage),
+                completion_tokens=_int(get(usage, "output_tokens")),
+                model=_str(get(message, "model")),
+            )
+        if kind == "content_block_start":
+            block = get(chunk, "content_block")
+            if get(block, "type") != "tool_use":
+                return ResponseInfo()
+            # its ``input`` is an empty placeholder: the deltas carry the JSON text
+            call = ToolCallInfo(
+                name=_str(get(block, "name")),
+                id=_str(get(block, "id")),
+                index=_int(get(chunk, "index")),
+            )
+            return ResponseInfo(tool_calls=[call])
+        if kind == "content_block_delta":
+            delta = get(chunk, "delta")
+            delta_kind = get(delta, "type")
+            if delta_kind == "text_delta":
+                return ResponseInfo(content=_str(get(delta, "text")))
+            if delta_kind == "input_json_delta":
+                call = ToolCallInfo(
+                    arguments=_str(get(delta, "partial_json")), index=_int(get(chunk, "index"))
+                )
+                return ResponseInfo(tool_calls=[call])
+            return ResponseInfo()
+        if kind == "message_delta":
+            usage = get(chunk, "usage")
+            prompt = _prompt_tokens(usage)
+            completion = _int(get(usage, "output_tokens"))
+            return ResponseInfo(
+                finish_reason=_str(get(get(chunk, "delta"), "stop_reason")),
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=_total(prompt, completion),
+            )
+        return ResponseInfo()
+
+
+def _prompt_tokens(usage: Any) -> int | None:
+    """Anthropic's input tokens, cache writes and reads included (all are billed)."""
+    counts = [
+        _int(get(usage, name))
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    ]
+    if counts[0] is None:
+        return None
+    return sum(c for c in counts if c is not None)
+
+
+def _total(prompt: int | None, completion: int | None) -> int | None:
+    return None if prompt is None or completion is None else prompt + completion

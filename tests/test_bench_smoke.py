@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
         ),
         ("bench.growth", ["Memory per intent", "list_intents", "get_events"]),
         (
+            "bench.llm",
+            ["direct calls of the scripted provider", "oibus time per round",
+             "raw redis-py: the round's 5 writes"],
+        ),
+        (
             "bench.httpserver",
             ["Reference SDK against both servers", "list_intents", "n/a (405)",
              "Gateway ceiling: state route beside the bare hello route",

@@ -42,6 +42,7 @@ from oibus.sdk._async.events import AsyncEventsMixin
 from oibus.sdk._async.governance import AsyncGovernanceMixin
 from oibus.sdk._async.graphs import AsyncGraphsMixin
 from oibus.sdk._async.leases import AsyncLeasesMixin
+from oibus.sdk._async.memory import AsyncMemoryMixin
 from oibus.sdk._async.observability import AsyncObservabilityMixin
 from oibus.sdk._async.portfolios import AsyncPortfoliosMixin
 from oibus.sdk._async.retries import AsyncRetriesMixin
@@ -57,6 +58,7 @@ class AsyncClient(
     AsyncAttachmentsMixin,
     AsyncPortfoliosMixin,
     AsyncSubscriptionsMixin,
+    AsyncMemoryMixin,
     AsyncEventsMixin,
     AsyncObservabilityMixin,
     AsyncClientBase,

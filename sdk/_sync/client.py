@@ -43,6 +43,7 @@ from oibus.sdk._sync.events import EventsMixin
 from oibus.sdk._sync.governance import GovernanceMixin
 from oibus.sdk._sync.graphs import GraphsMixin
 from oibus.sdk._sync.leases import LeasesMixin
+from oibus.sdk._sync.memory import MemoryMixin
 from oibus.sdk._sync.observability import ObservabilityMixin
 from oibus.sdk._sync.portfolios import PortfoliosMixin
 from oibus.sdk._sync.retries import RetriesMixin
@@ -58,6 +59,7 @@ class Client(
     AttachmentsMixin,
     PortfoliosMixin,
     SubscriptionsMixin,
+    MemoryMixin,
     EventsMixin,
     ObservabilityMixin,
     ClientBase,

@@ -17,11 +17,18 @@ __all__ = ["Provider", "RequestSettings"]
 
 
 class RequestSettings(Protocol):
-    """What the engine asks of every request (the agent's configuration)."""
+    """What the engine asks of every request (the agent's configuration); read-only, so
+    a frozen settings record satisfies it. ``temperature`` None: the model's default
+    (newer models refuse any other)."""
 
-    model: str
-    temperature: float
-    max_tokens: int
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def temperature(self) -> float | None: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
 
 @runtime_checkable
