@@ -6,7 +6,7 @@ A tool round is: one provider request answered with one tool call, the tool (an 
 no-op) run, and its result appended. The direct loop does only that, in memory. The
 engine does the same and also what makes it an oibus agent: the RFC-0008 events
 (request started/completed, tool call started/completed: four writes) and the round's
-conversation record (one SET), each awaited in turn. Figures per round, median of
+conversation record (one SET), sent in one pipeline per round. Figures per round, median of
 ``--repeat`` runs of ``--rounds`` rounds each: wall time and this process's CPU time.
 The difference is oibus's time per round, to set beside the provider's own (seconds
 for a real model).
