@@ -17,6 +17,7 @@ from oibus.gateway.http import (
     body,
     if_match,
     mapping,
+    paging,
     path_param,
     query_int,
     query_time,
@@ -204,14 +205,17 @@ async def create_child(request: Request) -> Response:
     return respond(intent_json(intent))
 
 
-async def children(request: Request) -> Response:
+async def _intent_page(request: Request, key: str, method: str) -> Response:
+    """A paged graph read (children, dependents, ready, blocked): ``{key: [...],
+    "next_cursor"}``, the SDK's call of that name with the request's paging."""
     c = await caller(request)
-    page = await c.client.get_children(
-        path_param(request),
-        query_int(request, "limit", 100, 1, PAGE_MAX),
-        request.query_params.get("cursor"),
-    )
-    return respond({"children": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+    read = getattr(c.client, method)
+    page = await read(path_param(request), *paging(request))
+    return respond({key: [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+
+
+async def children(request: Request) -> Response:
+    return await _intent_page(request, "children", "get_children")
 
 
 async def descendants(request: Request) -> Response:
@@ -236,33 +240,15 @@ async def dependencies(request: Request) -> Response:
 
 
 async def dependents(request: Request) -> Response:
-    c = await caller(request)
-    page = await c.client.get_dependents(
-        path_param(request),
-        query_int(request, "limit", 100, 1, PAGE_MAX),
-        request.query_params.get("cursor"),
-    )
-    return respond({"dependents": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+    return await _intent_page(request, "dependents", "get_dependents")
 
 
 async def ready(request: Request) -> Response:
-    c = await caller(request)
-    page = await c.client.get_ready_intents(
-        path_param(request),
-        query_int(request, "limit", 100, 1, PAGE_MAX),
-        request.query_params.get("cursor"),
-    )
-    return respond({"ready": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+    return await _intent_page(request, "ready", "get_ready_intents")
 
 
 async def blocked(request: Request) -> Response:
-    c = await caller(request)
-    page = await c.client.get_blocked_intents(
-        path_param(request),
-        query_int(request, "limit", 100, 1, PAGE_MAX),
-        request.query_params.get("cursor"),
-    )
-    return respond({"blocked": [intent_json(i) for i in page], "next_cursor": page.next_cursor})
+    return await _intent_page(request, "blocked", "get_blocked_intents")
 
 
 async def graph(request: Request) -> Response:

@@ -23,7 +23,7 @@ Neither imports a provider SDK: the client given is the user's.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from oibus.sdk.adapters import AdapterConfig, AsyncLLMAdapter, LLMAdapter
 from oibus.sdk.extractors import AnthropicExtractor, Extractor, OpenAIExtractor
@@ -60,10 +60,51 @@ class _Messages(Generic[W]):
 
 
 class _Wrapper(Generic[W]):
-    def __init__(self, client: Any, adapter: W) -> None:
+    """One constructor for the four wrappers: each names its adapter class (sync or
+    async), default provider and extractor, where its client's chat call is, and the
+    path the caller reaches it by."""
+
+    adapter_class: ClassVar[type[LLMAdapter] | type[AsyncLLMAdapter]]
+    default_provider: ClassVar[str]
+    default_extractor: ClassVar[type[Extractor]]
+
+    def __init__(
+        self,
+        client: Any,
+        oibus_client: Any,
+        intent_id: str,
+        *,
+        provider: str | None = None,
+        config: AdapterConfig | None = None,
+        extractor: Extractor | None = None,
+        prompt_price_per_1k: float | Decimal | None = None,
+        completion_price_per_1k: float | Decimal | None = None,
+        cost_unit: str = "USD",
+    ) -> None:
         self.client = client
-        self.adapter: W = adapter
+        self.adapter: W = cast(
+            W,
+            self.adapter_class(
+                self._endpoint(client),
+                oibus_client,
+                intent_id,
+                provider=provider or self.default_provider,
+                config=config,
+                extractor=extractor or self.default_extractor(),
+                prompt_price_per_1k=prompt_price_per_1k,
+                completion_price_per_1k=completion_price_per_1k,
+                cost_unit=cost_unit,
+            ),
+        )
         """The ``LLMAdapter`` (or ``AsyncLLMAdapter``) that logs the chat call."""
+        self._attach(self.adapter, client)
+
+    @staticmethod
+    def _endpoint(client: Any) -> Any:
+        raise NotImplementedError
+
+    def _attach(self, adapter: W, client: Any) -> None:
+        raise NotImplementedError
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -71,142 +112,54 @@ class _Wrapper(Generic[W]):
         return getattr(self.client, name)
 
 
-def _options(
-    provider: str,
-    config: AdapterConfig | None,
-    extractor: Extractor,
-    prompt_price_per_1k: float | Decimal | None,
-    completion_price_per_1k: float | Decimal | None,
-    cost_unit: str,
-) -> dict[str, Any]:
-    return {
-        "provider": provider,
-        "config": config,
-        "extractor": extractor,
-        "prompt_price_per_1k": prompt_price_per_1k,
-        "completion_price_per_1k": completion_price_per_1k,
-        "cost_unit": cost_unit,
-    }
+class _OpenAIShape(_Wrapper[W]):
+    default_provider = "openai"
+    default_extractor = OpenAIExtractor
+
+    @staticmethod
+    def _endpoint(client: Any) -> Any:
+        return client.chat.completions.create
+
+    def _attach(self, adapter: W, client: Any) -> None:
+        self.chat = _Chat(adapter)
 
 
-class OpenAIAdapter(_Wrapper[LLMAdapter]):
+class _AnthropicShape(_Wrapper[W]):
+    default_provider = "anthropic"
+    default_extractor = AnthropicExtractor
+
+    @staticmethod
+    def _endpoint(client: Any) -> Any:
+        return client.messages.create
+
+    def _attach(self, adapter: W, client: Any) -> None:
+        self.messages = _Messages(adapter, client.messages)
+
+
+class OpenAIAdapter(_OpenAIShape[LLMAdapter]):
     """``openai.OpenAI`` (or a compatible client: name it with ``provider``) whose
     ``chat.completions.create`` logs on ``intent_id`` through ``oibus_client`` (a
     ``Client``). Prices per 1,000 tokens record each completion's usage as a cost."""
 
-    def __init__(
-        self,
-        client: Any,
-        oibus_client: Any,
-        intent_id: str,
-        *,
-        provider: str = "openai",
-        config: AdapterConfig | None = None,
-        extractor: Extractor | None = None,
-        prompt_price_per_1k: float | Decimal | None = None,
-        completion_price_per_1k: float | Decimal | None = None,
-        cost_unit: str = "USD",
-    ) -> None:
-        options = _options(
-            provider,
-            config,
-            extractor or OpenAIExtractor(),
-            prompt_price_per_1k,
-            completion_price_per_1k,
-            cost_unit,
-        )
-        adapter = LLMAdapter(client.chat.completions.create, oibus_client, intent_id, **options)
-        super().__init__(client, adapter)
-        self.chat = _Chat(adapter)
+    adapter_class = LLMAdapter
 
 
-class AsyncOpenAIAdapter(_Wrapper[AsyncLLMAdapter]):
+class AsyncOpenAIAdapter(_OpenAIShape[AsyncLLMAdapter]):
     """``OpenAIAdapter`` for ``openai.AsyncOpenAI`` and an ``AsyncClient``:
     ``await adapter.chat.completions.create(...)``."""
 
-    def __init__(
-        self,
-        client: Any,
-        oibus_client: Any,
-        intent_id: str,
-        *,
-        provider: str = "openai",
-        config: AdapterConfig | None = None,
-        extractor: Extractor | None = None,
-        prompt_price_per_1k: float | Decimal | None = None,
-        completion_price_per_1k: float | Decimal | None = None,
-        cost_unit: str = "USD",
-    ) -> None:
-        options = _options(
-            provider,
-            config,
-            extractor or OpenAIExtractor(),
-            prompt_price_per_1k,
-            completion_price_per_1k,
-            cost_unit,
-        )
-        adapter = AsyncLLMAdapter(
-            client.chat.completions.create, oibus_client, intent_id, **options
-        )
-        super().__init__(client, adapter)
-        self.chat = _Chat(adapter)
+    adapter_class = AsyncLLMAdapter
 
 
-class AnthropicAdapter(_Wrapper[LLMAdapter]):
+class AnthropicAdapter(_AnthropicShape[LLMAdapter]):
     """``anthropic.Anthropic`` whose ``messages.create`` logs on ``intent_id`` through
     ``oibus_client`` (a ``Client``), read with ``AnthropicExtractor``."""
 
-    def __init__(
-        self,
-        client: Any,
-        oibus_client: Any,
-        intent_id: str,
-        *,
-        provider: str = "anthropic",
-        config: AdapterConfig | None = None,
-        extractor: Extractor | None = None,
-        prompt_price_per_1k: float | Decimal | None = None,
-        completion_price_per_1k: float | Decimal | None = None,
-        cost_unit: str = "USD",
-    ) -> None:
-        options = _options(
-            provider,
-            config,
-            extractor or AnthropicExtractor(),
-            prompt_price_per_1k,
-            completion_price_per_1k,
-            cost_unit,
-        )
-        adapter = LLMAdapter(client.messages.create, oibus_client, intent_id, **options)
-        super().__init__(client, adapter)
-        self.messages = _Messages(adapter, client.messages)
+    adapter_class = LLMAdapter
 
 
-class AsyncAnthropicAdapter(_Wrapper[AsyncLLMAdapter]):
+class AsyncAnthropicAdapter(_AnthropicShape[AsyncLLMAdapter]):
     """``AnthropicAdapter`` for ``anthropic.AsyncAnthropic`` and an ``AsyncClient``:
     ``await adapter.messages.create(...)``."""
 
-    def __init__(
-        self,
-        client: Any,
-        oibus_client: Any,
-        intent_id: str,
-        *,
-        provider: str = "anthropic",
-        config: AdapterConfig | None = None,
-        extractor: Extractor | None = None,
-        prompt_price_per_1k: float | Decimal | None = None,
-        completion_price_per_1k: float | Decimal | None = None,
-        cost_unit: str = "USD",
-    ) -> None:
-        options = _options(
-            provider,
-            config,
-            extractor or AnthropicExtractor(),
-            prompt_price_per_1k,
-            completion_price_per_1k,
-            cost_unit,
-        )
-        adapter = AsyncLLMAdapter(client.messages.create, oibus_client, intent_id, **options)
-        super().__init__(client, adapter)
-        self.messages = _Messages(adapter, client.messages)
+    adapter_class = AsyncLLMAdapter
