@@ -6,10 +6,10 @@ A tool round is: one provider request answered with one tool call, the tool (an 
 no-op) run, and its result appended. The direct loop does only that, in memory. The
 engine does the same and also what makes it an oibus agent: the RFC-0008 events
 (request started/completed, tool call started/completed: four writes) and the round's
-conversation record (one SET), sent in one pipeline per round. Figures per round, median of
-``--repeat`` runs of ``--rounds`` rounds each: wall time and this process's CPU time.
-The difference is oibus's time per round, to set beside the provider's own (seconds
-for a real model).
+conversation record (one script, fenced by the lease), sent in one pipeline per round.
+Figures per round, median of ``--repeat`` runs of ``--rounds`` rounds each: wall time
+and this process's CPU time. The difference is oibus's time per round, to set beside
+the provider's own (seconds for a real model).
 
 - **sanity**: every engine run answered after exactly ``--rounds`` rounds, and its intent
   logged ``4 x rounds + 2`` events of the trace.
@@ -97,21 +97,20 @@ async def engine_run(client: AsyncClient, rounds: int) -> tuple[float, float, st
 
 async def raw_writes(client: AsyncClient, rounds: int) -> tuple[float, float]:
     """The floor under the engine's writes: the same five commands a round writes (four
-    log_event scripts and the record's SET, similar sizes), pipelined by redis-py with
-    no engine around them."""
+    log_event scripts and the record's save_conversation script, similar sizes),
+    pipelined by redis-py with no engine around them."""
     intent = await client.create_intent("bench llm raw")
     runner, ops = client._runner, client._ops
     payload = {"request_id": "r", "provider": "scripted", "model": "scripted", "x": "y" * 200}
     calls = [ops.log_event(intent.id, f"bench.raw{n}", payload) for n in range(4)]
-    record = "x" * 2000
-    key = client.keyspace.llm_conversation(intent.id, "bench-raw")
-    batch = [runner._evalsha(c) for c in calls] + [("SET", key, record, "EX", 60)]
+    calls.append(ops.save_conversation(intent.id, None, "x" * 2000, 60))
+    batch = [runner._evalsha(c) for c in calls]
     await runner.call_many(calls)  # scripts loaded
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(rounds):
         await runner._pipeline(batch)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    await runner.command("DEL", key)
+    await runner.command("DEL", client.keyspace.llm_conversation(intent.id, ops.actor))
     return wall, cpu
 
 
@@ -177,7 +176,7 @@ def run(
         "| loop | wall µs per round | client CPU µs per round |",
         "|---|---|---|",
         f"| direct calls of the scripted provider | {d_wall:.0f} | {d_cpu:.0f} |",
-        f"| engine (events + conversation record) | {e_wall:.0f} | {e_cpu:.0f} |",
+        f"| engine (events + fenced conversation record) | {e_wall:.0f} | {e_cpu:.0f} |",
         f"| oibus time per round (difference) | {e_wall - d_wall:.0f} | {e_cpu - d_cpu:.0f} |",
         f"| raw redis-py: the round's 5 writes, pipelined | {r_wall:.0f} | {r_cpu:.0f} |",
         f"| engine beyond its writes (difference - raw) | {e_wall - d_wall - r_wall:.0f} | "

@@ -292,6 +292,22 @@ class Ops:
         check_id(lease_id, "lease_id")
         return Call("release_lease", self._lease_keys(intent_id), [intent_id, lease_id, self.actor])
 
+    def save_conversation(
+        self, intent_id: str, lease_id: str | None, record: str, ttl_seconds: int
+    ) -> Call:
+        """An LLM agent's conversation record (sdk/llm/conversation.py), written only
+        while ``lease_id`` (when given) is still the writer's live lease: a process that
+        lost its lease cannot overwrite what the replica that took over resumes from."""
+        ks = self.keyspace
+        ik = ks.intent_keys(check_id(intent_id))[0]
+        if lease_id is not None:
+            check_id(lease_id, "lease_id")
+        return Call(
+            "save_conversation",
+            [ik, ks.leases(intent_id), ks.llm_conversation(intent_id, self.actor)],
+            [intent_id, lease_id or "", self.actor, record, str(ttl_seconds)],
+        )
+
     def revoke_lease(self, intent_id: str, lease_id: str, reason: str) -> Call:
         check_id(lease_id, "lease_id")
         check_text(reason, "reason", limits.TEXT_BYTES)

@@ -44,10 +44,12 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import anyio
 import msgspec
+from anyio import from_thread
 
 from oibus.bus.codec import decode_intent, decode_lease
 from oibus.bus.consuming import START_BEGINNING, Delivery, check_name
@@ -222,17 +224,26 @@ class AgentBase:
             raise RuntimeError("the agent is not started")
         return engine
 
-    async def think(
+    def think(
         self,
         prompt: str,
         *,
         stream: bool | None = None,
         on_token: Callable[[str], Any] | None = None,
     ) -> Any:
-        """Send ``prompt`` through the tool loop; returns the model's answer (text), or
+        """Send ``prompt`` through the tool loop; the model's answer (text), or
         ``{"status": "awaiting_response", ...}`` when it asked a human (``clarify``).
-        ``stream=True`` or ``on_token`` streams the answer's tokens to ``on_token``."""
-        return await self.engine.think(prompt, stream=stream, on_token=on_token)
+        ``stream=True`` or ``on_token`` streams the answer's tokens to ``on_token``.
+
+        An async handler awaits it. A plain ``def`` handler runs in a worker thread, where
+        nothing can be awaited: there ``think()`` runs the loop on the agent's event loop
+        and returns the answer itself, so a sync handler writes ``self.think(p)``."""
+        work = partial(self.engine.think, prompt, stream=stream, on_token=on_token)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync handler's worker thread
+            return from_thread.run(work)
+        return work()
 
     def think_stream(self, prompt: str) -> Any:
         """The answer's tokens as an async iterator (``async for t in self.think_stream(p)``;

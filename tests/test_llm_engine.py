@@ -21,6 +21,8 @@ from oibus import (
     AsyncClient,
     ConfigurationError,
     Coordinator,
+    LeaseConflictError,
+    LeaseExpiredError,
     ToolDef,
     ToolLoopLimitError,
     ValidationError,
@@ -34,6 +36,7 @@ from oibus import (
     unregister_tool,
 )
 from oibus.sdk.agents import AgentBase
+from oibus.sdk.llm.conversation import ConversationStore, Transcript
 from oibus.sdk.llm.messages import Message, Reply, Usage
 from oibus.sdk.llm.scripted import ScriptedProvider, call
 from oibus.sdk.llm.tools import check_arguments
@@ -665,6 +668,51 @@ async def test_a_replica_resumes_a_stopped_agents_loop_without_redoing_a_tool(
         if e.payload["to"] == "completed"
     ]
     assert len(completions) == 1
+
+
+async def test_a_sync_handler_thinks(aclient: AsyncClient) -> None:
+    """A plain def handler runs in a worker thread: think() returns the answer there, run
+    on the agent's loop with the handler's intent (its events land on that intent)."""
+    provider = ScriptedProvider([call("noop"), "thought in a thread"])
+    noop = ToolDef(name="noop", description="Does nothing.", handler=lambda: {"ok": True})
+
+    @agent("sync-thinker", model=MODEL, provider=provider, tools=[noop], **FAST)
+    class SyncThinker:
+        @on_assignment
+        def work(self, intent: Any) -> dict[str, Any]:
+            return {"answer": self.think(f"think about {intent.title}")}
+
+    iid = await run_one(aclient, [SyncThinker()], "sync-thinker", "threads")
+    assert (await aclient.get_intent(iid)).state == {"answer": "thought in a thread"}
+    assert "tool_call_completed" in await event_types(aclient, iid)
+    assert provider.requests[0][0][-1].content == "think about threads"
+
+
+async def test_the_conversation_record_is_fenced_by_the_lease(aclient: AsyncClient) -> None:
+    """A process whose lease ended cannot overwrite the record a replica resumes from."""
+    store = ConversationStore(aclient)
+    intent = await aclient.create_intent("fenced")
+
+    def said(text: str) -> Transcript:
+        return Transcript(messages=[Message(role="user", content=text)])
+
+    async def recorded() -> str:
+        record = await store.load(intent.id)
+        assert record is not None
+        return record.messages[0].content
+
+    await store.save(intent.id, said("no lease"), None)  # outside a handler: a plain write
+    lease = await aclient.acquire_lease(intent.id, "agent.fenced", 5)
+    await store.save(intent.id, said("held"), lease.id)
+    assert await recorded() == "held"
+    await aclient.release_lease(intent.id, lease.id)
+    with pytest.raises(LeaseConflictError):
+        await store.save(intent.id, said("after release"), lease.id)
+    short = await aclient.acquire_lease(intent.id, "agent.fenced", 0.2)
+    await asyncio.sleep(0.3)
+    with pytest.raises(LeaseExpiredError):
+        await store.save(intent.id, said("after expiry"), short.id)
+    assert await recorded() == "held"
 
 
 # -- the seed's page, example by example --------------------------------------------------

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from oibus.bus.errors import PayloadTooLargeError
+from oibus.bus.ops import Call
 from oibus.sdk.llm.messages import Message
 
 if TYPE_CHECKING:
@@ -84,9 +85,11 @@ class ConversationStore:
     """Reads and writes the record through the agent's client (its runner handles
     clusters and reconnection like every other command)."""
 
-    def __init__(self, client: AsyncClient, agent_id: str) -> None:
+    def __init__(self, client: AsyncClient) -> None:
         self.client = client
-        self.agent_id = agent_id
+        self.agent_id = client._ops.actor
+        """The record is the writer's own: its key and its lease check name the client's
+        agent id."""
 
     def key(self, intent_id: str) -> str:
         return self.client.keyspace.llm_conversation(intent_id, self.agent_id)
@@ -97,8 +100,10 @@ class ConversationStore:
             return None
         return _decoder.decode(raw)
 
-    def command(self, intent_id: str, transcript: Transcript) -> tuple[str | int, ...]:
-        """The write, as a command to pipeline behind the round's events."""
+    def call(self, intent_id: str, transcript: Transcript, lease_id: str | None) -> Call:
+        """The write, as a script call to pipeline behind the round's events; fenced by
+        ``lease_id`` (the handler's lease), so a process that lost its lease cannot
+        overwrite the record a replica resumed from."""
         transcript.writes += 1
         data = _encoder.encode(transcript)
         if len(data) > MAX_BYTES:
@@ -107,10 +112,10 @@ class ConversationStore:
                 limit=MAX_BYTES,
                 size=len(data),
             )
-        return ("SET", self.key(intent_id), data.decode(), "EX", TTL_SECONDS)
+        return self.client._ops.save_conversation(intent_id, lease_id, data.decode(), TTL_SECONDS)
 
-    async def save(self, intent_id: str, transcript: Transcript) -> None:
-        await self.client._runner.command(*self.command(intent_id, transcript))
+    async def save(self, intent_id: str, transcript: Transcript, lease_id: str | None) -> None:
+        await self.client._runner.call(self.call(intent_id, transcript, lease_id))
 
     async def clear(self, intent_id: str) -> None:
         await self.client._runner.command("DEL", self.key(intent_id))

@@ -423,7 +423,7 @@ class Engine:
                 f"memory={self.settings.memory!r} needs agent memory (RFC-0015) on the "
                 "client: client.remember/recall are not available in this oibus"
             )
-        self.store = ConversationStore(client, self.agent.agent_id)
+        self.store = ConversationStore(client)
 
     @property
     def client(self) -> AsyncClient:
@@ -668,25 +668,29 @@ class Engine:
             calls, batch = [], []
         if record:
             assert self.store is not None and run.transcript is not None
-            batch.append(self.store.command(run.intent.id, run.transcript))
+            lease_id = run.lease.id if run.lease is not None else None
+            calls.append(self.store.call(run.intent.id, run.transcript, lease_id))
+            batch.append(runner._evalsha(calls[-1]))
         if not batch:
             return
         try:
-            replies = await runner._pipeline(batch)
+            replies = list(await runner._pipeline(batch))
         except Exception as exc:
             if record:
                 raise translate(exc) from exc
             _log.warning("agent %s: could not log: %s", self.agent.agent_id, exc)
             return
-        if record and isinstance(replies[-1], Exception):
-            raise translate(replies[-1])
-        missing = [c for c, r in zip(calls, replies, strict=False) if isinstance(r, NoScriptError)]
+        missing = [n for n, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:  # a server restarted without scripts: load them, write those again
             try:
-                replies = await runner.call_many(missing)
+                again = await runner.call_many([calls[n] for n in missing])
             except Exception as exc:
-                replies = [exc]
-        for reply in replies[: len(calls)]:
+                again = [exc] * len(missing)
+            for n, reply in zip(missing, again, strict=True):
+                replies[n] = reply
+        if record and isinstance(replies[-1], Exception):
+            raise translate(replies[-1], script=True)
+        for reply in replies[: len(calls) - record]:
             if isinstance(reply, Exception):
                 _log.warning("agent %s: could not log: %s", self.agent.agent_id, reply)
 
