@@ -33,18 +33,32 @@ def test_version() -> None:
 
 
 def test_demo_prints_the_event_log(embedded_url: str, namespace: str) -> None:
-    result = CliRunner().invoke(
-        main, ["demo", "--redis-url", embedded_url, "--namespace", namespace]
-    )
-    assert result.exit_code == 0, result.output
-    for needle in [
-        "intent_created",
-        "state_patched",
-        "status_changed",
-        "stale write refused",
-        "#8",
-    ]:
-        assert needle in result.output
+    # twice in one namespace (and one process): a run must not trip over the last one's
+    # intents, groups and memory, nor over scripted models the last run used up
+    for _ in range(2):
+        result = CliRunner().invoke(
+            main, ["demo", "--redis-url", embedded_url, "--namespace", namespace]
+        )
+        assert result.exit_code == 0, result.output
+        for needle in [
+            "intent_created",
+            "state_patched",
+            "status_changed",
+            "stale write refused",
+            "#8",
+            "parent: completed",
+            # the LLM agents on scripted models: a plan, tools, memory, a human's answer
+            "LLM agents (scripted models: no key, no network):",
+            "create_plan: research by researcher; write by writer after research",
+            'web_search(query="tides") -> {"results"',
+            "researcher's memory outlives the intent: tides = ",
+            "asks a human: Which region should the report cover?",
+            "answered: EU",
+            "write by writer: completed {'report': 'Report: Tides follow the moon.'}",
+        ]:
+            assert needle in result.output
+        last = result.output.splitlines()[-1]
+        assert last == "sales by careful-agent: completed {'result': 'Covering EU'}"
     conn = redis.Redis.from_url(embedded_url, decode_responses=True)
     for key in conn.scan_iter(f"{{{namespace}*"):
         conn.delete(key)
@@ -59,6 +73,7 @@ def test_demo_without_a_url_starts_its_own_server(
     assert result.exit_code == 0, result.output
     assert "started a temporary embedded server" in result.output
     assert "status_changed" in result.output
+    assert "answered: EU" in result.output
 
 
 def test_bad_url_is_one_line_not_a_traceback() -> None:

@@ -4,6 +4,7 @@ not rot)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.real
         "incident_response.py",
         "incident_agents.py",
         "research_pipeline.py",
+        "llm_agents.py",
     ],
 )
 def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
@@ -60,6 +62,34 @@ def test_example_runs(name: str, embedded_url: str, namespace: str) -> None:
         assert done[-1] == "incident-commander"
         assert lines[-1] == "parent: completed"
         assert "Implement Hotfix: completed {'patch': 'raise the pool limit" in result.stdout
+    elif name == "llm_agents.py":
+        lines = result.stdout.splitlines()
+        out = result.stdout
+        # the plan, and the graph it became (statuses as the events had them by then)
+        assert "create_plan: research by researcher; write by writer after research" in out
+        assert re.search(
+            r"the graph it became: research \[\w+\]; write \[\w+\] after research; "
+            r"tides \[\w+\] after research, write$",
+            out,
+            re.M,
+        ), out
+        # a custom tool, memory stored and read back, a streamed answer
+        assert 'web_search(query="tides") -> {"results": ["tides: tides are caused' in out
+        assert 'remember(key="tides", value="tides: tides are caused' in out
+        memory = "researcher's memory outlives the intent: tides = tides: tides are caused"
+        assert f"{memory} by the moon's gravity" in lines
+        assert "streamed its answer: 5 tokens" in out
+        assert "research by researcher: completed {'research': 'Tides follow the moon.'}" in lines
+        assert "write by writer: completed {'report': 'Report: Tides follow the moon.'}" in lines
+        assert "tides by editor: completed {'plan': 'Planned: research, then the report.'}" in lines
+        # the question, suspended until the human's answer, then resumed with it
+        asked = next(i for i, line in enumerate(lines) if "asks a human:" in line)
+        answered = next(i for i, line in enumerate(lines) if "answered: EU" in line)
+        assert lines[asked].endswith("asks a human: Which region should the report cover?")
+        assert asked < answered
+        assert any("-> suspended_awaiting_input" in line for line in lines[asked:answered])
+        assert any("suspended_awaiting_input -> active" in line for line in lines[answered:])
+        assert lines[-1] == "sales by careful-agent: completed {'result': 'Covering EU'}"
     elif name == "research_pipeline.py":
         lines = result.stdout.splitlines()
         assert "portfolio_status_changed" in result.stdout

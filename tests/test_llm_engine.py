@@ -1027,31 +1027,3 @@ async def test_a_provider_object_is_checked_at_decoration_time_or_start(
 
     with pytest.raises(ConfigurationError, match="provider="):
         await started(aclient, Odd())
-
-
-@pytest.mark.real
-def test_the_llm_example_runs(embedded_url: str, namespace: str) -> None:
-    """examples/llm_agents.py end to end (it is documentation that must not rot)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "examples" / "llm_agents.py"
-    env = {**os.environ, "OIBUS_REDIS_URL": embedded_url, "OIBUS_EXAMPLE_NAMESPACE": namespace}
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[:3] == [
-        "research by researcher: {'research': 'Tides follow the moon.'}",
-        "write by writer: {'report': 'Report: Tides follow the moon.'}",
-        "editor: Planned: research, then the report.",
-    ]
-    assert lines[-2:] == ["asked: Which region should the report cover?", "answered: Covering EU"]

@@ -642,10 +642,11 @@ def test_provider_names_override_detection_and_are_checked(
     assert str(custom.client.base_url) == "http://localhost:8000/v1/"  # type: ignore[attr-defined]
 
 
-def test_gemini_has_no_adapter_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gemini_has_its_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its requests, replies and streams: tests/test_llm_gemini.py."""
     monkeypatch.setenv("GOOGLE_API_KEY", "k")
-    with pytest.raises(ConfigurationError, match=r"no adapter.*provider="):
-        provider_for("gemini-2.5-pro")
+    provider = provider_for("gemini-2.5-pro")
+    assert type(provider).__name__ == "GeminiProvider" and provider.name == "gemini"
 
 
 @pytest.mark.parametrize(("model", "sdk"), [("gpt-5.2", "openai"), ("claude-x", "anthropic")])

@@ -28,7 +28,7 @@ from oibus.daemon.config import DaemonConfig
 from oibus.daemon.service import Daemon
 from oibus.demo import run_demo
 from oibus.embedded import EmbeddedServer, free_port
-from oibus.examples import incident_agents
+from oibus.examples import incident_agents, llm_agents
 from oibus.gateway.keys import add_key, lookup
 from oibus.sdk import AsyncClient, Client
 from oibus.sdk.locate import DataDirLock, resolve_url, running_url
@@ -265,7 +265,9 @@ def up(
 def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
     """Create intents, patch state, append events, and print the event log; then run
     the incident-response graph with four agents (examples/incident_agents.py), printing
-    its events as they happen.
+    its events as they happen; then LLM agents on scripted models, no key and no network
+    (examples/llm_agents.py): a coordinator's plan run as a graph, tool calls, memory,
+    and a question to a human that the demo answers.
 
     \b
     Example:
@@ -283,6 +285,8 @@ def demo(redis_url: str | None, data_dir: str, namespace: str) -> None:
             run_demo(client, click.echo)
         click.echo("the incident-response graph, run by four agents (events as they happen):")
         asyncio.run(incident_agents.run(redis_url, namespace, click.echo))
+        click.echo("LLM agents (scripted models: no key, no network):")
+        asyncio.run(llm_agents.run(redis_url, namespace, click.echo))
     except OpenIntentError as exc:
         raise failed(exc) from exc
     finally:
