@@ -147,12 +147,27 @@ def wanted(
     if assigned_to is None or "i" not in fields or fields.get("k") == "portfolio":
         return True
     raw = fields.get("g")
-    if not raw:
-        return False
-    try:
-        return assigned_to in _decoder.decode(raw)
-    except msgspec.DecodeError:
-        return False
+    return raw is not None and assigned_to in assignees(raw)
+
+
+_AGENTS_CACHE: dict[str, tuple[str, ...]] = {}
+_AGENTS_CACHE_SIZE: Final = 4096
+
+
+def assignees(raw: str) -> tuple[str, ...]:
+    """A pointer's ``g`` field as a tuple. Every event of an intent carries the same text
+    while its assignees stay the same, so a consumer draining a busy intent decodes it
+    once (a bounded cache, emptied when full)."""
+    agents = _AGENTS_CACHE.get(raw)
+    if agents is None:
+        try:
+            agents = tuple(_decoder.decode(raw))
+        except msgspec.DecodeError:
+            agents = ()
+        if len(_AGENTS_CACHE) >= _AGENTS_CACHE_SIZE:
+            _AGENTS_CACHE.clear()
+        _AGENTS_CACHE[raw] = agents
+    return agents
 
 
 def parse_pointer(fields: Mapping[str, str]) -> Pointer | None:
@@ -160,13 +175,8 @@ def parse_pointer(fields: Mapping[str, str]) -> Pointer | None:
     intent_id, event_id = fields.get("i"), fields.get("e")
     if not intent_id or not event_id:
         return None
-    agents: tuple[str, ...] = ()
     raw = fields.get("g")
-    if raw:
-        try:
-            agents = tuple(_decoder.decode(raw))
-        except msgspec.DecodeError:
-            agents = ()
+    agents = assignees(raw) if raw else ()
     seq = fields.get("s", "0")
     return Pointer(
         intent_id=intent_id,

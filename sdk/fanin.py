@@ -39,10 +39,16 @@ def entries_of(reply: Any) -> list[Entry]:
         reply = list(reply.items())
     out: list[Entry] = []
     for stream, items in reply:
+        key = stream if type(stream) is str else str(stream)
         for entry_id, raw in items or []:
-            fields = dict(zip(raw[::2], raw[1::2], strict=True)) if isinstance(raw, list) else raw
-            out.append((str(stream), str(entry_id), dict(fields or {})))
+            fields = raw if type(raw) is dict else _as_dict(raw)
+            out.append((key, entry_id if type(entry_id) is str else str(entry_id), fields))
     return out
+
+
+def _as_dict(raw: Any) -> dict[str, str]:
+    """RESP2 pairs as a flat list, or nil for an entry trimmed while pending."""
+    return dict(zip(raw[::2], raw[1::2], strict=True)) if raw else {}
 
 
 def is_cluster(redis: Any) -> bool:

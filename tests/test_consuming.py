@@ -26,6 +26,31 @@ def test_bus_events_carry_payload_and_assignees(client: Client) -> None:
     assert [d.event.seq for d in got] == [1, 2, 3]
 
 
+def test_small_events_travel_on_the_bus_and_big_ones_are_fetched(client: Client) -> None:
+    """A payload up to 512 bytes is carried by its bus entry (no read of the intent's
+    log); a bigger one is read from the log. Consumers get the same events either way,
+    and the log stays the record (the bus copy is what retention trims)."""
+    intent = client.create_intent("inline")
+    small, big = {"n": 1}, {"text": "x" * 600}
+    client.log_event(intent.id, "note", small)
+    client.log_event(intent.id, "note", big)
+    bus = [
+        fields
+        for p in range(client.keyspace.partitions)
+        for _, fields in client.redis.xrange(client.keyspace.bus(p))  # type: ignore[union-attr]
+        if fields.get("i") == intent.id and fields.get("t") == "note"
+    ]
+    assert [("p" in f, "at" in f) for f in bus] == [(True, True), (False, False)]
+    logged = client.get_events(intent.id, event_type="note")
+    assert bus[0]["p"] == '{"n":1}' and bus[0]["at"] == str(
+        int(logged[0].created_at.timestamp() * 1_000_000)
+    )
+    with client.events("g", start="start", event_types="note", block_seconds=0.2) as stream:
+        got = [next(stream).event for _ in range(2)]
+    assert got == list(logged)
+    assert [e.payload for e in got] == [small, big]
+
+
 def test_type_filter_and_payloads_off(client: Client) -> None:
     intent = client.create_intent("filtered")
     for n in range(3):

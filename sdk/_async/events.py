@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -201,8 +201,9 @@ class AsyncEventStream:
             for key, ids in batch.items():
                 self._acks.setdefault(key, []).extend(ids)
             raise
-        for key, ids in batch.items():
-            self._held.difference_update((key, i) for i in ids)
+        if self._held:
+            for key, ids in batch.items():
+                self._held.difference_update((key, i) for i in ids)
 
     async def _own_pending(self) -> list[tuple[str, str, dict[str, str], int]]:
         out: list[tuple[str, str, dict[str, str], int]] = []
@@ -261,10 +262,13 @@ class AsyncEventStream:
         acknowledged at once, over-delivered ones go to the dead-letter stream, pointers
         are joined with their events (one pipelined round trip)."""
         keep: list[tuple[str, str, dict[str, str], int]] = []
+        held = self._held if self._backlog else None  # only the backlog's reads look at it
+        types, assigned_to, group, acks = self.event_types, self.assigned_to, self.group, self._acks
         for key, entry_id, fields, deliveries in entries:
-            self._held.add((key, entry_id))
-            if not wanted(fields, self.event_types, self.assigned_to, self.group):
-                self._acks.setdefault(key, []).append(entry_id)
+            if held is not None:
+                held.add((key, entry_id))
+            if not wanted(fields, types, assigned_to, group):
+                acks.setdefault(key, []).append(entry_id)
             elif deliveries > self.max_deliveries:
                 await self.client._runner.command(
                     "XADD",
@@ -306,38 +310,42 @@ async def join_events(
             for k, i, f, n in entries
         ]
     bad: list[tuple[str, str]] = []
-    pointers: list[tuple[str, str, Pointer, int]] = []
+    pointers: list[tuple[str, str, Pointer, int, Mapping[str, str] | None]] = []
+    fetch: list[Pointer] = []
     for key, entry_id, fields, deliveries in entries:
         pointer = parse_pointer(fields)
         if pointer is None:
             bad.append((key, entry_id))
+            continue
+        inline: Mapping[str, str] | None
+        if payloads is True or (isinstance(payloads, frozenset) and pointer.event_type in payloads):
+            # the event travelled in the pointer (small payloads), else it is read below
+            inline = fields if "p" in fields else None
+            if inline is None:
+                fetch.append(pointer)
         else:
-            pointers.append((key, entry_id, pointer, deliveries))
+            inline = _BARE
+        pointers.append((key, entry_id, pointer, deliveries, inline))
     ks = client.keyspace
-    fetch = [
-        payloads is True or (isinstance(payloads, frozenset) and p.event_type in payloads)
-        for _, _, p, _ in pointers
-    ]
     fetched = iter(
         await client._runner.commands(
-            [
-                ("XRANGE", log_key(ks, p), p.event_id, p.event_id)
-                for (_, _, p, _), f in zip(pointers, fetch, strict=True)
-                if f
-            ]
+            [("XRANGE", log_key(ks, p), p.event_id, p.event_id) for p in fetch]
         )
-        if any(fetch)
+        if fetch
         else []
     )
-    replies = [next(fetched) if f else None for f in fetch]
     out = []
-    for (key, entry_id, pointer, deliveries), reply in zip(pointers, replies, strict=True):
-        fields = dict(reply[0][1]) if reply else {}
-        if not fields:  # no payload asked for, or the log entry is gone
-            fields = {"s": str(pointer.seq), "t": pointer.event_type, "a": pointer.actor}
+    for key, entry_id, pointer, deliveries, carried in pointers:
+        if carried is None:
+            reply = next(fetched)
+            found: Mapping[str, str] = dict(reply[0][1]) if reply else _BARE
+        else:
+            found = carried
+        if not found:  # no payload asked for, or the log entry is gone
+            found = {"s": str(pointer.seq), "t": pointer.event_type, "a": pointer.actor}
         out.append(
             Delivery(
-                event=decode_event(pointer.intent_id, pointer.event_id, fields),
+                event=decode_event(pointer.intent_id, pointer.event_id, found),
                 stream=key,
                 entry_id=entry_id,
                 deliveries=deliveries,
@@ -348,6 +356,10 @@ async def join_events(
             )
         )
     return bad, out
+
+
+_BARE: Mapping[str, str] = {}
+"""No payload asked for: the event is its pointer's type, actor and ids."""
 
 
 class AsyncEventTail:
