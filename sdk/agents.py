@@ -39,13 +39,14 @@ import asyncio
 import logging
 import re
 import signal
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import anyio
 import msgspec
@@ -76,7 +77,7 @@ from oibus.bus.routing import (
 )
 from oibus.sdk._async.client import AsyncClient
 from oibus.sdk._async.events import AsyncEventStream, default_consumer
-from oibus.sdk.handlers import arity, call, discover
+from oibus.sdk.handlers import arity, call, discover, is_async
 from oibus.sdk.llm.engine import LLM_OPTIONS, Engine, LLMSettings, RunContext, current_run
 
 _log = logging.getLogger("oibus.agent")
@@ -125,6 +126,18 @@ def _check(config: AgentConfig) -> AgentConfig:
     return config
 
 
+CHEAP_SECONDS: Final = 0.002
+CHEAP_AFTER: Final = 32
+"""An observer that returned within ``CHEAP_SECONDS`` this many times (net: a slow run
+takes 8 off) is cheap: its deliveries are run one after another in a shared task. One
+slow run (a handler that started waiting on something) makes it not cheap, and the rest
+of its batch gets a task each, so a slow handler delays at most the one batch it was
+found slow in; a lone spike (the process was descheduled) costs only 8 quick runs."""
+CHEAP_BATCH: Final = 64
+MAX_READ: Final = 500
+"""The most entries one read asks for (a batch of cheap deliveries per free slot)."""
+
+
 class _Runtime:
     """A running agent's state, made by ``start`` (an agent class's own ``__init__`` need
     not call ours)."""
@@ -146,6 +159,22 @@ class _Runtime:
         self.retry = [h for h, s in handlers if s.kind == "retry"]
         self.observers = [(h, s) for h, s in handlers if s.kind not in ("assignment", "retry")]
         self.specs = [s for _, s in self.observers]
+        self.fast = [0] * len(self.observers)
+        """Per observer: how many of its latest runs in a row were quick (``CHEAP_SECONDS``)."""
+
+    def cheap(self, work: Work | None, hits: list[int]) -> bool:
+        """A delivery that calls only observers proven quick: it may share a task with
+        others (``CHEAP_BATCH``) instead of costing a task of its own."""
+        return (
+            work is None
+            and bool(hits)
+            and self.engine is None
+            and all(self.fast[n] >= CHEAP_AFTER for n in hits)
+        )
+
+    def timed(self, n: int, seconds: float) -> None:
+        fast = self.fast[n]
+        self.fast[n] = min(fast + 1, CHEAP_AFTER) if seconds < CHEAP_SECONDS else max(0, fast - 8)
 
 
 class _Serving:
@@ -368,17 +397,26 @@ class AgentBase:
         rt = self._rt
         assert rt.stream is not None
         stream, limit = rt.stream, self.config.max_concurrency
+        loop = asyncio.get_running_loop()
+        waiting, tasks = rt.waiting, rt.tasks
         while not rt.stopping:
-            while rt.waiting and len(rt.tasks) < limit:
-                delivery, plan = rt.waiting.popleft()
-                task = asyncio.ensure_future(self._handle(delivery, *plan))
-                rt.tasks.add(task)
-                task.add_done_callback(self._done)
-            free = limit - len(rt.tasks)
-            if free <= 0 or rt.waiting:
+            while waiting and len(tasks) < limit:
+                delivery, plan = waiting.popleft()
+                if rt.cheap(*plan):
+                    shared = [(delivery, plan)]
+                    while len(shared) < CHEAP_BATCH and waiting and rt.cheap(*waiting[0][1]):
+                        shared.append(waiting.popleft())
+                    self._spawn(loop, self._handle_shared(shared))
+                else:
+                    self._spawn(loop, self._handle(delivery, *plan))
+            free = limit - len(tasks)
+            if free <= 0 or waiting:
                 rt.slot_freed.clear()
                 await rt.slot_freed.wait()
                 continue
+            # observers proven cheap share tasks: read enough to fill the free slots' batches
+            if rt.observers and all(f >= CHEAP_AFTER for f in rt.fast):
+                free = min(free * CHEAP_BATCH, MAX_READ)
             try:
                 batch = await stream.read(free)
             except asyncio.CancelledError:
@@ -394,21 +432,73 @@ class AgentBase:
                 else:
                     rt.waiting.append((delivery, todo))
 
+    def _spawn(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(work)
+        self._rt.tasks.add(task)
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._rt.tasks.discard(task)
         self._rt.slot_freed.set()
 
+    async def _handle_shared(
+        self, shared: list[tuple[Delivery, tuple[Work | None, list[int]]]]
+    ) -> None:
+        """Cheap deliveries (observers only) one after another in one task; if one turns
+        out slow, the rest each get a task of their own (the slots' limit is not checked
+        for them: they were read for this batch and are held by this consumer already).
+        Acknowledged together at the end, like ``_handle``'s."""
+        stream = self._rt.stream
+        assert stream is not None
+        try:
+            for k, (d, (_, hits)) in enumerate(shared):
+                try:
+                    slow = await self._observe_all(d, hits)
+                except asyncio.CancelledError:
+                    raise  # stopping: the rest go back to the group
+                except Exception as exc:
+                    _log.exception(
+                        "agent %s: handling %s failed: %s", self.agent_id, d.event.event_type, exc
+                    )
+                    slow = False
+                stream.ack_later(d)
+                if slow:
+                    loop = asyncio.get_running_loop()
+                    for rest, plan in shared[k + 1 :]:
+                        self._spawn(loop, self._handle(rest, *plan))
+                    return
+        finally:
+            self._flush_soon(stream)
+
+    async def _observe_all(self, d: Delivery, hits: list[int]) -> bool:
+        """Call the observers a delivery hits, timing each (``_Runtime.timed``); True when
+        one of them was slow."""
+        rt, clock = self._rt, time.monotonic
+        subject: list[Any] = []  # the intent (or portfolio), read once for all observers
+        slow = False
+        for n in hits:
+            began = clock()
+            try:
+                await self._observe(d, *rt.observers[n], subject)
+            finally:
+                took = clock() - began
+                rt.timed(n, took)
+                slow = slow or took >= CHEAP_SECONDS
+        return slow
+
     def _plan(self, d: Delivery) -> tuple[Work | None, list[int]] | None:
-        e = d.event
-        work = work_for(self.agent_id, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint)
-        if work is None and self._resumes(d):
+        e, rt, me = d.event, self._rt, self.agent_id
+        work = work_for(me, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint)
+        if work is None and rt.engine is not None and self._resumes(d):
             work = Work(reason="unblocked")  # a clarified intent is ready again
-        if work is not None and not (self._rt.work or (work.reason == "retry" and self._rt.retry)):
+        if work is not None and not (rt.work or (work.reason == "retry" and rt.retry)):
             work = None
-        hits = observers(
-            self.agent_id, self._rt.specs, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint
+        hits = (
+            observers(me, rt.specs, e.event_type, e.payload, d.agents, d.portfolio_id, d.hint)
+            if rt.specs
+            else []
         )
-        if work is None and not hits and not self._answers(d):
+        if work is None and not hits and not (rt.engine is not None and self._answers(d)):
             return None
         return work, hits
 
@@ -434,18 +524,18 @@ class AgentBase:
         )
 
     async def _handle(self, d: Delivery, work: Work | None, hits: list[int]) -> None:
-        assert self._rt.stream is not None
-        stream = self._rt.stream
+        rt = self._rt
+        stream = rt.stream
+        assert stream is not None
         try:
-            if self._answers(d) and self._rt.engine is not None:
+            if rt.engine is not None and self._answers(d):
                 arbitration = d.event.payload.get("arbitration_id")
                 if isinstance(arbitration, str):
-                    await self._rt.engine.reactivate(d.event.intent_id, arbitration)
+                    await rt.engine.reactivate(d.event.intent_id, arbitration)
             if work is not None:
                 await self._run_work(d, work)
-            subject: list[Any] = []  # the intent (or portfolio), read once for all observers
-            for n in hits:
-                await self._observe(d, *self._rt.observers[n], subject)
+            if hits:
+                await self._observe_all(d, hits)
         except asyncio.CancelledError:
             raise  # stopping: not acknowledged, so the event goes back to the group
         except Exception as exc:  # a handler's failure must not stop the agent
@@ -459,6 +549,9 @@ class AgentBase:
         event loop: one XACK per batch instead of one per event. A crash before the flush
         hands the event out again, which the checks at the start of work make harmless."""
         stream.ack_later(d)
+        self._flush_soon(stream)
+
+    def _flush_soon(self, stream: AsyncEventStream) -> None:
         rt = self._rt
         if rt.flusher is None or rt.flusher.done():
             rt.flusher = asyncio.ensure_future(self._flush(stream))
@@ -476,7 +569,10 @@ class AgentBase:
         n = arity(handler)
         event = d.event
         if spec.kind == "event" and n == 1:
-            await call(handler, [event])
+            if is_async(handler):  # the common case, without call()'s list and checks
+                await handler(event)
+            else:
+                await call(handler, [event])
             return
         if not subject:  # a portfolio's event calls only all_complete handlers
             read = self.client.get_portfolio if d.portfolio_id else self.client.get_intent

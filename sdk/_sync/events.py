@@ -311,56 +311,54 @@ def join_events(
             for k, i, f, n in entries
         ]
     bad: list[tuple[str, str]] = []
-    pointers: list[tuple[str, str, Pointer, int, Mapping[str, str] | None]] = []
-    fetch: list[Pointer] = []
+    out: list[Delivery | None] = []
+    fetch: list[tuple[int, Pointer, str, str, int]] = []
     for key, entry_id, fields, deliveries in entries:
         pointer = parse_pointer(fields)
         if pointer is None:
             bad.append((key, entry_id))
             continue
-        inline: Mapping[str, str] | None
-        if payloads is True or (isinstance(payloads, frozenset) and pointer.event_type in payloads):
-            # the event travelled in the pointer (small payloads), else it is read below
-            inline = fields if "p" in fields else None
-            if inline is None:
-                fetch.append(pointer)
-        else:
-            inline = _BARE
-        pointers.append((key, entry_id, pointer, deliveries, inline))
-    ks = client.keyspace
-    fetched = iter(
-        client._runner.commands(
-            [("XRANGE", log_key(ks, p), p.event_id, p.event_id) for p in fetch]
+        if payloads is not True and not (
+            isinstance(payloads, frozenset) and pointer.event_type in payloads
+        ):
+            found: Mapping[str, str] = _bare(pointer)
+        elif "p" in fields:  # the event travelled in its pointer (a small payload)
+            found = fields
+        else:  # read from the intent's log below
+            fetch.append((len(out), pointer, key, entry_id, deliveries))
+            out.append(None)
+            continue
+        out.append(_delivery(pointer, key, entry_id, deliveries, found))
+    if fetch:
+        ks = client.keyspace
+        replies = client._runner.commands(
+            [("XRANGE", log_key(ks, p), p.event_id, p.event_id) for _, p, _, _, _ in fetch]
         )
-        if fetch
-        else []
+        for (n, pointer, key, entry_id, deliveries), reply in zip(fetch, replies, strict=True):
+            found = dict(reply[0][1]) if reply else _bare(pointer)  # bare: the entry is gone
+            out[n] = _delivery(pointer, key, entry_id, deliveries, found)
+    return bad, [d for d in out if d is not None]
+
+
+def _bare(pointer: Pointer) -> dict[str, str]:
+    """No payload (none asked for, or the log entry is gone): the event is its pointer's
+    type, actor and ids."""
+    return {"s": str(pointer.seq), "t": pointer.event_type, "a": pointer.actor}
+
+
+def _delivery(
+    pointer: Pointer, key: str, entry_id: str, deliveries: int, fields: Mapping[str, str]
+) -> Delivery:
+    return Delivery(
+        event=decode_event(pointer.intent_id, pointer.event_id, fields),
+        stream=key,
+        entry_id=entry_id,
+        deliveries=deliveries,
+        agents=pointer.agents,
+        portfolio_id=pointer.intent_id if pointer.portfolio else None,
+        member_id=pointer.member_id,
+        hint=pointer.hint,
     )
-    out = []
-    for key, entry_id, pointer, deliveries, carried in pointers:
-        if carried is None:
-            reply = next(fetched)
-            found: Mapping[str, str] = dict(reply[0][1]) if reply else _BARE
-        else:
-            found = carried
-        if not found:  # no payload asked for, or the log entry is gone
-            found = {"s": str(pointer.seq), "t": pointer.event_type, "a": pointer.actor}
-        out.append(
-            Delivery(
-                event=decode_event(pointer.intent_id, pointer.event_id, found),
-                stream=key,
-                entry_id=entry_id,
-                deliveries=deliveries,
-                agents=pointer.agents,
-                portfolio_id=pointer.intent_id if pointer.portfolio else None,
-                member_id=pointer.member_id,
-                hint=pointer.hint,
-            )
-        )
-    return bad, out
-
-
-_BARE: Mapping[str, str] = {}
-"""No payload asked for: the event is its pointer's type, actor and ids."""
 
 
 class EventTail:
