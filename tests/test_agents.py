@@ -31,7 +31,7 @@ from oibus import (
     on_state_change,
     on_status_change,
 )
-from oibus.sdk.agents import AgentBase
+from oibus.sdk.agents import CHEAP_AFTER, AgentBase
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -427,3 +427,55 @@ async def test_work_waits_for_dependencies_and_the_coordinator_runs_the_incident
     final = await aclient.get_portfolio(portfolio.id)
     assert final.status == "completed"
     assert final.aggregate_status.by_status["completed"] == 4
+
+
+@pytest.mark.anyio
+async def test_quick_observers_share_tasks_and_a_slow_one_runs_concurrently(
+    aclient: AsyncClient,
+) -> None:
+    """An observer proven quick has its deliveries run one after another in a shared
+    task; once it turns slow (it starts waiting on something), its deliveries get a task
+    each again, so they wait concurrently rather than one after another. Every event is
+    handled once either way."""
+    seen: list[int] = []
+    in_flight = peak = 0
+    slow_from = 80
+
+    @agent("watcher", max_concurrency=50, **FAST)
+    class Watcher:
+        @on_event("tick")
+        async def tick(self, event: Any) -> None:
+            nonlocal in_flight, peak
+            n = event.payload["n"]
+            seen.append(n)
+            if n >= slow_from:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                await asyncio.sleep(0.05)
+                in_flight -= 1
+
+    watcher = Watcher()
+    await started(aclient, watcher)
+    try:
+        intent = await aclient.create_intent("ticks")
+        await aclient.assign_agent(intent.id, "watcher")
+        for n in range(slow_from):
+            await aclient.log_event(intent.id, "tick", {"n": n})
+
+        async def quick_ones_done() -> bool:
+            return len(seen) == slow_from
+
+        assert await eventually(quick_ones_done, 15)  # by now proven quick (shared tasks)
+        await asyncio.gather(
+            *(aclient.log_event(intent.id, "tick", {"n": n}) for n in range(slow_from, 120))
+        )
+
+        async def all_done() -> bool:
+            return len(seen) == 120 and in_flight == 0
+
+        assert await eventually(all_done, 15)
+    finally:
+        await stopped(watcher)
+    assert sorted(seen) == list(range(120))  # each once
+    assert peak > 1  # the slow ones waited together
+    assert watcher._rt.fast[0] < CHEAP_AFTER
