@@ -380,7 +380,9 @@ async def test_clarify_suspends_then_the_answer_resumes_and_completes(
         await aclient.assign_agent(intent.id, "careful-agent")
 
         async def suspended() -> bool:
-            return (await aclient.get_intent(intent.id)).status == "suspended_awaiting_input"
+            # the status is written inside think(), a moment before it returns
+            status = (await aclient.get_intent(intent.id)).status
+            return status == "suspended_awaiting_input" and bool(returned)
 
         assert await eventually(suspended, 15)
         assert returned[0]["status"] == "awaiting_response"
