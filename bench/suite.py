@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import agents, core, graphs, growth, httpserver, peers, webhooks
+from . import agents, batch, core, graphs, growth, httpserver, peers, webhooks
 
 PEER_OPS = ("create_intent", "update_state", "log_event", "lease_pair", "get_intent")
 TARGET_PEER = 40.0
@@ -90,6 +90,8 @@ def run(
     growth_args = growth.parse_args(smoke + (["--full"] if args.full else []))
     growth_args.command = command
     sections.append(growth.run(growth_args, url, server_pid))
+    print("== batch", flush=True)
+    sections.append(batch.run(batch.parse_args(smoke or ["--runs", "1"]), url, server_pid))
     return {
         "core": core_report,
         "reference": reference,

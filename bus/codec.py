@@ -26,8 +26,13 @@ _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 PATCH_OPS = ("set", "append", "remove")
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_datetime(micros: str | int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(micros))
+    # the same value as timedelta(microseconds=...) (integer arithmetic, same OverflowError),
+    # at under half the cost: every event and lease read makes one
+    return _EPOCH + _MICROSECOND * int(micros)
 
 
 def to_micros(moment: object, field: str = "since") -> int:
@@ -226,6 +231,38 @@ def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Ev
         if at.isdigit()
         else to_datetime(int(entry_id.split("-", maxsplit=1)[0]) * 1000),
     )
+
+
+def decode_events(intent_id: str, entries: Iterable[tuple[str, Mapping[str, str]]]) -> list[Event]:
+    """A page of log entries in one pass, each the Event ``decode_event`` makes of it.
+    Entries the scripts wrote (every field, digits for seq and time, an object payload)
+    go straight into the struct: fields by name, the payload decoded by the one dict
+    decoder (which refuses anything but an object), the time added as integer
+    microseconds. Any other entry is left to ``decode_event``, so the odd ones read, or
+    fail, exactly as they always did."""
+    out: list[Event] = []
+    append = out.append
+    payload_of = _dict_decoder.decode
+    for entry_id, fields in entries:
+        try:
+            seq, at = fields["s"], fields["at"]
+            if seq.isdigit() and at.isdigit():
+                append(
+                    Event(
+                        id=entry_id,
+                        intent_id=intent_id,
+                        seq=int(seq),
+                        event_type=fields["t"],
+                        actor=fields["a"],
+                        payload=payload_of(fields["p"]),
+                        created_at=_EPOCH + _MICROSECOND * int(at),
+                    )
+                )
+                continue
+        except (KeyError, TypeError, msgspec.DecodeError, RecursionError):
+            pass
+        append(decode_event(intent_id, entry_id, fields))
+    return out
 
 
 def index_member_id(member: str) -> str:

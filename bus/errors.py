@@ -17,6 +17,7 @@ redis-py exception: the transport translates those here, chained with ``from``.
     ├── InvalidTransitionError     a status change the lifecycle forbids
     ├── IntentClosedError          a mutation on a completed/abandoned intent
     ├── ConfigurationError         the client and the bus disagree (namespace, partitions)
+    ├── BatchError                 some calls of a batch failed, the others applied
     ├── ToolLoopLimitError         an LLM agent's think() used its tool rounds without answering
     ├── EmbeddedServerError        no engine to embed, or it would not start
     ├── AuthenticationError        HTTP: no API key, or one the server does not know (401)
@@ -41,6 +42,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyExistsError",
     "AuthenticationError",
+    "BatchError",
     "BudgetExceededError",
     "BusConnectionError",
     "BusError",
@@ -225,6 +227,22 @@ class ConfigurationError(OpenIntentError):
     """The client's configuration does not match the bus it talks to."""
 
     code = "CONFIG"
+
+
+class BatchError(OpenIntentError):
+    """Some calls of a batch (``create_intents``, ``log_events``, ``batch()``) failed and
+    the others were applied: each call is its own atomic script, as if made one at a time,
+    so one call's failure undoes nothing else. ``results`` holds every call's result or
+    typed error in the order given; ``errors`` maps the index of each failed call to its
+    error."""
+
+    code = "BATCH"
+
+    def __init__(self, message: str, results: list[Any]) -> None:
+        errors = {n: r for n, r in enumerate(results) if isinstance(r, OpenIntentError)}
+        super().__init__(message, failed=len(errors), total=len(results))
+        self.results = results
+        self.errors = errors
 
 
 class ToolLoopLimitError(OpenIntentError):

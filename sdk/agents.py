@@ -55,9 +55,9 @@ from anyio import from_thread
 from oibus.bus.codec import decode_intent, decode_lease
 from oibus.bus.consuming import START_BEGINNING, Delivery, check_name
 from oibus.bus.errors import (
+    BatchError,
     CompletionGateError,
     ConfigurationError,
-    ConflictError,
     IntentClosedError,
     InvalidTransitionError,
     LeaseConflictError,
@@ -75,6 +75,7 @@ from oibus.bus.routing import (
     relevant_types,
     work_for,
 )
+from oibus.sdk._async.batch import Pending
 from oibus.sdk._async.client import AsyncClient
 from oibus.sdk._async.events import AsyncEventStream, default_consumer
 from oibus.sdk.handlers import arity, call, discover, is_async
@@ -590,6 +591,7 @@ class AgentBase:
         if taken is None:
             return
         lease, intent = taken
+        released = False
         try:
             if intent.status != "active" or self.agent_id not in intent.assigned_agents:
                 return
@@ -617,10 +619,11 @@ class AgentBase:
                 current_run.reset(token)
             if run.suspended is not None:  # waiting for a human: nothing to write yet
                 return
-            await self._finish(intent, lease, result, cfg.auto_complete, run)
+            released = await self._finish(intent, lease, result, cfg.auto_complete, run)
         finally:
-            with anyio.CancelScope(shield=True), suppress(Exception):
-                await client.release_lease(intent_id, lease.id)
+            if not released:
+                with anyio.CancelScope(shield=True), suppress(Exception):
+                    await client.release_lease(intent_id, lease.id)
 
     async def _take_lease(self, intent_id: str) -> tuple[Lease, Intent] | None:
         """The agent's lease on the intent and the intent as read right after it was taken
@@ -695,17 +698,37 @@ class AgentBase:
 
     async def _finish(
         self, intent: Intent, lease: Lease, result: Any, complete: bool, run: RunContext
-    ) -> None:
+    ) -> bool:
+        """Write the handler's result under its lease, complete the intent and release the
+        lease in one round trip (one pipeline: each its own script, in order). The
+        completion expects the version the result's write makes (one more than read),
+        so it is refused, as before, if anyone else wrote in between. True when the
+        lease was released with them."""
         client = self.client
         version = run.version  # the intent's version read at the start, or since written
         engine = self._rt.engine
+        writes: list[Pending[Intent]] = []
+        batch = client.batch()
         try:
             if isinstance(result, Mapping) and result:
-                version = (
-                    await client.update_state(intent.id, version, result, lease=lease)
-                ).version
+                writes.append(batch.update_state(intent.id, version, result, lease=lease))
+                version += 1
             if complete:
-                await client.set_status(intent.id, version, "completed")
+                writes.append(batch.set_status(intent.id, version, "completed"))
+        except OpenIntentError as exc:  # refused before anything was sent (bad state)
+            await self._fail(intent.id, exc.code or "invalid", str(exc))
+            return False
+        released = batch.release_lease(intent.id, lease.id)
+        try:
+            await batch.execute()
+        except BatchError:  # each call's own outcome is read below
+            pass
+        except OpenIntentError as exc:  # not sent, or no answer: the lease is released after
+            await self._fail(intent.id, exc.code or "unavailable", str(exc))
+            return False
+        try:
+            for write in writes:
+                write.result()
         except CompletionGateError as exc:
             _log.info("agent %s: %s not completed yet: %s", self.agent_id, intent.id, exc)
         except InvalidTransitionError as exc:
@@ -713,7 +736,7 @@ class AgentBase:
                 await self._fail(intent.id, exc.code or "conflict", str(exc))
             else:  # it waits for the sub-intents its model made; re-delivered after them
                 _log.info("agent %s: %s waits for its sub-intents", self.agent_id, intent.id)
-        except (ConflictError, OpenIntentError) as exc:
+        except OpenIntentError as exc:
             await self._fail(intent.id, exc.code or "conflict", str(exc))
         else:
             if engine is not None:  # done: the conversation is no longer needed
@@ -730,6 +753,11 @@ class AgentBase:
                     intent.id,
                     type(result).__name__,
                 )
+        try:
+            released.result()
+        except OpenIntentError:
+            return False
+        return True
 
     async def _fail(self, intent_id: str, code: str, message: str) -> None:
         with suppress(IntentClosedError, NotFoundError):

@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
              "completion that unblocked a dependent", "get_intent_graph",
              "oibus deliveries/s", "raw httpx POST/s", "Memory per intent",
              "Reference SDK against both servers", "n/a (405)",
-             "Gateway ceiling: state route beside the bare hello route", "--workers 2"],
+             "Gateway ceiling: state route beside the bare hello route", "--workers 2",
+             "create_intents x200", "batch() mixed x200"],
         ),
     ],
 )  # fmt: skip

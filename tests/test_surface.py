@@ -46,7 +46,7 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
     asyn["close"] = asyn.pop("aclose")
     assert set(sync) == set(asyn)
     for name in sync:
-        if name in ("lease", "events", "tail", "subscribe_sse"):
+        if name in ("lease", "events", "tail", "subscribe_sse", "batch"):
             # a context manager (`with` / `async with`) or a stream (`for` / `async for`)
             assert sync[name].parameters == asyn[name].parameters
             continue

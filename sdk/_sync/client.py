@@ -15,29 +15,30 @@ from typing import Any, cast
 
 from oibus.bus import limits
 from oibus.bus.codec import (
-    decode_event,
+    decode_events,
     decode_intent,
-    encode_patches,
-    encode_sets,
     index_member_id,
-    to_datetime,
     to_micros,
 )
-from oibus.bus.errors import NotFoundError, PayloadTooLargeError, ScriptError
-from oibus.bus.graphs import CASCADE_ROUNDS, decode_ids
+from oibus.bus.errors import NotFoundError
+from oibus.bus.graphs import CASCADE_ROUNDS
 from oibus.bus.keyspace import check_id
 from oibus.bus.listing import (
     check_cursor,
     check_limit,
     event_bounds,
+    first_share,
+    group_by_partition,
+    index_read,
     intent_query,
     merge_newest,
+    merge_page,
 )
 from oibus.bus.models import Event, Intent, Page, StatePatch
-from oibus.bus.moves import decode_moves
-from oibus.bus.ops import LeaseRef, new_intent_id
+from oibus.bus.ops import LeaseRef
 from oibus.sdk._sync.attachments import AttachmentsMixin
 from oibus.sdk._sync.base import ClientBase
+from oibus.sdk._sync.batch import BatchMixin
 from oibus.sdk._sync.costs import CostsMixin
 from oibus.sdk._sync.events import EventsMixin
 from oibus.sdk._sync.governance import GovernanceMixin
@@ -62,6 +63,7 @@ class Client(
     MemoryMixin,
     EventsMixin,
     ObservabilityMixin,
+    BatchMixin,
     ClientBase,
 ):
     """One agent's connection to the bus (see ``ClientBase`` for the arguments)."""
@@ -97,31 +99,26 @@ class Client(
         becomes active when the last one completes. ``on_dependency_failure`` (block,
         abandon, ignore) says what an abandoned dependency does to it;
         ``cascade_abandon`` whether abandoning it abandons its open children.
-        ``assign`` assigns an agent in the same step."""
-        if colocate_with is None:
-            colocate_with = parent_intent_id
-            if colocate_with is None and depends_on and not isinstance(depends_on, str):
-                colocate_with = next(iter(depends_on))
-        new_id = new_intent_id(
-            intent_id=intent_id, idempotency_key=idempotency_key, colocate_with=colocate_with
-        )
-        call = self._ops.create_intent(
-            new_id,
-            title=title,
-            description=description,
-            constraints=constraints,
+        ``assign`` assigns an agent in the same step. ``create_intents`` makes many in
+        few round trips."""
+        plan = self._create_intent_plan(
+            title,
+            description,
+            constraints,
             state=state,
             created_by=created_by,
             status=status,
             confidence=confidence,
             parent_intent_id=parent_intent_id,
             depends_on=depends_on,
+            intent_id=intent_id,
+            idempotency_key=idempotency_key,
+            colocate_with=colocate_with,
             on_dependency_failure=on_dependency_failure,
             cascade_abandon=cascade_abandon,
             assign=assign,
         )
-        reply = self._run(call)
-        return decode_intent(reply[1], new_id)
+        return plan.decode(self._run(plan.call))
 
     def create_child_intent(
         self,
@@ -176,29 +173,42 @@ class Client(
         query = intent_query(self.keyspace, status, created_by, parent_id)
         position = check_cursor(cursor)
         batch = max(limit, 100) if query.filtered else limit
+        partitions = self.keyspace.partitions
+        share = first_share(batch, partitions)
         found: list[Intent] = []
         scanned = 0
         if not self._meta_checked:
             self._check_meta()
         while True:
-            high = "+" if position is None else "(" + position
+            # a fair share of the batch from each partition; more only from those whose
+            # share may stop short of the batch (merge_page), so the merge stays exact
             per_partition = self._runner.commands(
-                [
-                    ("ZRANGE", query.index(p), high, "-", "BYLEX", "REV", "LIMIT", 0, batch)
-                    for p in range(self.keyspace.partitions)
-                ]
+                [index_read(query.index(p), position, share) for p in range(partitions)]
             )
-            members = merge_newest(per_partition, batch)
+            members, short = merge_page(per_partition, share, batch)
+            if short:
+                more = self._runner.commands(
+                    [index_read(query.index(p), per_partition[p][-1], batch - share) for p in short]
+                )
+                for p, extra in zip(short, more, strict=True):
+                    per_partition[p] = [*per_partition[p], *extra]
+                members = merge_newest(per_partition, batch)
             ids = [index_member_id(m) for m in members]
-            replies = self._runner.call_many([self._ops.get_intent(i) for i in ids])
-            for member, intent_id, reply in zip(members, ids, replies, strict=True):
-                scanned += 1
-                position = member
+            # the batch's intents: one script per partition, not one per intent
+            groups = group_by_partition(self.keyspace, ids)
+            replies = self._runner.call_many([self._ops.get_intents(g) for g in groups])
+            snapshots: dict[str, str | None] = {}
+            for group, reply in zip(groups, replies, strict=True):
                 if isinstance(reply, Exception):
                     raise reply
-                if reply is None:
+                snapshots.update(zip(group, reply, strict=True))
+            for member, intent_id in zip(members, ids, strict=True):
+                scanned += 1
+                position = member
+                snapshot = snapshots[intent_id]
+                if not snapshot:  # gone since the index was read
                     continue
-                intent = decode_intent(reply, intent_id)
+                intent = decode_intent(snapshot, intent_id)
                 if query.keep(intent):
                     found.append(intent)
                     if len(found) == limit:
@@ -218,8 +228,8 @@ class Client(
     ) -> Intent:
         """Set top-level keys of the state (the reference SDK's convenience form).
         ``lease`` presents the lease(s) guarding the keys written (see ``acquire_lease``)."""
-        call = self._ops.update_state(intent_id, version, encode_sets(state_patch), lease)
-        return decode_intent(self._run(call), intent_id)
+        plan = self._update_state_plan(intent_id, version, state_patch, lease=lease)
+        return plan.decode(self._run(plan.call))
 
     def patch_state(
         self,
@@ -232,8 +242,8 @@ class Client(
         """Apply ``set``/``append``/``remove`` ops at JSON pointers, all or nothing.
         ``version`` must be the current one (ConflictError carries it otherwise); ``None``
         applies the ops to whatever version is current."""
-        call = self._ops.patch_state(intent_id, version, encode_patches(patches), lease)
-        return decode_intent(self._run(call), intent_id)
+        plan = self._patch_state_plan(intent_id, version, patches, lease=lease)
+        return plan.decode(self._run(plan.call))
 
     def set_status(
         self, intent_id: str, version: int | None, status: str, reason: str | None = None
@@ -242,31 +252,16 @@ class Client(
         graph makes follow: dependents unblocked, failure policies, abandoned children.
         CompletionGateError when dependencies or children hold a completion back; a move
         to ``active`` with unmet dependencies lands in ``blocked``."""
-        related: list[str] = []
-        for _ in range(CASCADE_ROUNDS):
-            call = self._ops.set_status(intent_id, version, status, reason, related)
-            snapshot, moves = self._run(call)
-            if snapshot is None:  # the cascade reaches intents whose keys it needs too
-                more = [i for i in decode_ids(moves) if i not in related]
-                if not more:
-                    raise ScriptError(f"set_status asked again for keys it was given: {moves}")
-                related += more
-                continue
-            self._after_moves(decode_moves(moves))
-            return decode_intent(snapshot, intent_id)
-        raise PayloadTooLargeError(
-            f"moving {intent_id} cascades more than {CASCADE_ROUNDS} levels deep; "
-            "change the graph in smaller parts",
-            limit=CASCADE_ROUNDS,
-        )  # not reached while the script's own bound on moves holds
+        plan = self._set_status_plan(intent_id, version, status, reason)
+        return self._settle(plan, self._run(plan.call), CASCADE_ROUNDS)
 
     def assign_agent(self, intent_id: str, agent_id: str) -> Intent:
-        call = self._ops.assign_agent(intent_id, agent_id)
-        return decode_intent(self._run(call), intent_id)
+        plan = self._assign_agent_plan(intent_id, agent_id)
+        return plan.decode(self._run(plan.call))
 
     def unassign_agent(self, intent_id: str, agent_id: str) -> Intent:
-        call = self._ops.unassign_agent(intent_id, agent_id)
-        return decode_intent(self._run(call), intent_id)
+        plan = self._unassign_agent_plan(intent_id, agent_id)
+        return plan.decode(self._run(plan.call))
 
     # -- events -------------------------------------------------------------------------
     def log_event(
@@ -275,17 +270,9 @@ class Client(
         event_type: str,
         payload: Mapping[str, Any] | None = None,
     ) -> Event:
-        call = self._ops.log_event(intent_id, event_type, payload)
-        entry_id, seq, at = self._run(call)
-        return Event(
-            id=entry_id,
-            intent_id=intent_id,
-            seq=int(seq),
-            event_type=str(event_type),
-            actor=self.agent_id,
-            payload=dict(payload or {}),
-            created_at=to_datetime(at),
-        )
+        """Append a custom event (``log_events`` appends many in few round trips)."""
+        plan = self._log_event_plan(intent_id, event_type, payload)
+        return plan.decode(self._run(plan.call))
 
     def get_events(
         self,
@@ -315,14 +302,24 @@ class Client(
             else:
                 raw = self._runner.command("XRANGE", key, low, high, "COUNT", batch)
             entries = cast("list[tuple[str, dict[str, str]]]", raw)
-            for entry_id, fields in entries:
-                scanned += 1
-                if since_us is not None and int(fields.get("at") or 0) < since_us:
-                    continue
-                if wanted is None or fields.get("t") == wanted:
-                    found.append(decode_event(intent_id, entry_id, fields))
-                    if len(found) == limit:
-                        return Page(found, entry_id)
+            room = limit - len(found)
+            if since_us is None and wanted is None:
+                kept = entries if len(entries) <= room else entries[:room]
+                scanned += len(kept)
+            else:
+                kept = []
+                for entry in entries:
+                    scanned += 1
+                    fields = entry[1]
+                    if since_us is not None and int(fields.get("at") or 0) < since_us:
+                        continue
+                    if wanted is None or fields.get("t") == wanted:
+                        kept.append(entry)
+                        if len(kept) == room:
+                            break
+            found += decode_events(intent_id, kept)  # the page in one pass
+            if len(found) == limit:
+                return Page(found, kept[-1][0])
             if len(entries) < batch:
                 if (
                     not found
