@@ -319,7 +319,7 @@ def test_noscript_never_runs_a_call_twice(
     if backend == "env":
         pytest.skip("never flush the script cache of a shared server")
     intent = client.create_intent("i")
-    client._scripts_ready = frozenset(client._runner.registry)  # loaded once, then lost:
+    client._runner._ready = set(client._runner.registry)  # loaded once, then lost:
     raw_redis.script_flush()
     client._runner._load("update_state")  # the cache holds one of the batch's scripts
     with client.batch() as b:
@@ -362,7 +362,7 @@ def test_a_script_the_user_may_not_load_fails_those_calls_only(
     if backend == "env":
         pytest.skip("never flush the script cache of a shared server")
     intent = client.create_intent("i")
-    client._scripts_ready = frozenset(client._runner.registry)
+    client._runner._ready = set(client._runner.registry)
     raw_redis.script_flush()
     client._runner._load("update_state")
 

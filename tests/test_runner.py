@@ -31,6 +31,29 @@ def test_noscript_reload(client: Client, raw_redis: redis.Redis, backend: str) -
     assert len(client.list_intents()) == 1  # the pipelined path reloads too
 
 
+def test_a_pipeline_after_a_lost_script_cache_runs_each_call_once(
+    client: Client, raw_redis: redis.Redis, backend: str
+) -> None:
+    """Calls the server ran are not sent again when others of the same pipeline were
+    refused with NOSCRIPT (the cache was lost): only the refused ones are."""
+    if backend == "env":
+        pytest.skip("never flush the script cache of a shared server")
+    intent = client.create_intent("t")
+    client._runner.ensure_loaded({"log_event", "update_state"})  # used before: not loaded again
+    raw_redis.script_flush()  # the server lost its cache (a restart, a failover)
+    raw_redis.script_load(client._runner.registry["log_event"].source)  # this one is back
+    calls = [
+        client._ops.log_event(intent.id, "note", {"n": 1}),
+        client._ops.update_state(intent.id, None, '[["a", "1"]]', None),
+        client._ops.log_event(intent.id, "note", {"n": 2}),
+    ]
+    replies = client._runner.call_many(calls)
+    assert not [r for r in replies if isinstance(r, Exception)]
+    notes = client.get_events(intent.id, event_type="note")
+    assert [e.payload["n"] for e in notes] == [1, 2]  # each once
+    assert client.get_intent(intent.id).state == {"a": 1}
+
+
 def test_slot_guard_refuses_keys_in_two_slots(client: Client) -> None:
     call = client._ops.get_intent("a")
     bad = Call(call.script, [call.keys[0], client.keyspace.state("other-group")], [])

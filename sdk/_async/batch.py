@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -31,7 +30,6 @@ from oibus.bus.errors import (
     BatchError,
     OpenIntentError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     ScriptError,
     ValidationError,
 )
@@ -115,9 +113,6 @@ def failed(results: list[Any]) -> BatchError:
 
 
 class AsyncBatchMixin(AsyncClientBase):
-    _scripts_ready: frozenset[str] = frozenset()
-    """The scripts this client loaded before a batch that used them (``_load_new``)."""
-
     # -- plans: shared by the single calls and the batches --------------------------------
     def _create_intent_plan(
         self,
@@ -343,11 +338,7 @@ class AsyncBatchMixin(AsyncClientBase):
         calls queued behind them; single calls load their scripts lazily, so a cache that
         holds some scripts and not others is the usual case. A user who may not load
         scripts (the agent role) relies on the operator having loaded them all."""
-        new = {p.call.script for p in plans} - self._scripts_ready
-        for name in sorted(new):
-            with suppress(PermissionDeniedError):
-                await self._runner._load(name)
-        self._scripts_ready |= new
+        await self._runner.ensure_loaded({p.call.script for p in plans})
 
     async def _pipeline(self, plans: Sequence[Plan[Any]]) -> list[Any]:
         """One pipelined round trip (per cluster node). A call refused with NOSCRIPT did

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -32,7 +31,6 @@ from oibus.bus.errors import (
     BatchError,
     OpenIntentError,
     PayloadTooLargeError,
-    PermissionDeniedError,
     ScriptError,
     ValidationError,
 )
@@ -116,9 +114,6 @@ def failed(results: list[Any]) -> BatchError:
 
 
 class BatchMixin(ClientBase):
-    _scripts_ready: frozenset[str] = frozenset()
-    """The scripts this client loaded before a batch that used them (``_load_new``)."""
-
     # -- plans: shared by the single calls and the batches --------------------------------
     def _create_intent_plan(
         self,
@@ -344,11 +339,7 @@ class BatchMixin(ClientBase):
         calls queued behind them; single calls load their scripts lazily, so a cache that
         holds some scripts and not others is the usual case. A user who may not load
         scripts (the agent role) relies on the operator having loaded them all."""
-        new = {p.call.script for p in plans} - self._scripts_ready
-        for name in sorted(new):
-            with suppress(PermissionDeniedError):
-                self._runner._load(name)
-        self._scripts_ready |= new
+        self._runner.ensure_loaded({p.call.script for p in plans})
 
     def _pipeline(self, plans: Sequence[Plan[Any]]) -> list[Any]:
         """One pipelined round trip (per cluster node). A call refused with NOSCRIPT did
