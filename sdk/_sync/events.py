@@ -41,6 +41,7 @@ from oibus.bus.consuming import (
 )
 from oibus.bus.errors import ValidationError
 from oibus.sdk._sync.base import ClientBase
+from oibus.sdk._errors import translate
 from oibus.sdk.fanin import Beat, FanIn, entries_of, is_cluster
 
 
@@ -156,19 +157,56 @@ class EventStream:
         it is time to look, then new entries, waiting up to the block time. The caller
         acknowledges them (``ack`` or ``ack_later``)."""
         self.ensure_group()
-        self._flush_acks()
         if time.monotonic() >= self._next_reclaim:
+            self._flush_acks()
             self._next_reclaim = time.monotonic() + self.heartbeat_ttl / 2
             taken = self._reclaim()
             if taken:
                 return self._deliver(taken)
         if self._backlog:
+            self._flush_acks()
             own = self._own_pending()
             if own:
                 return self._deliver(own)
             self._backlog = False
-        fresh = self._fanin.read(count or self.count, self.block_ms)
+        fresh = self._read_new(count or self.count)
         return self._deliver([(k, i, f, 1) for k, i, f in fresh])
+
+    def _read_new(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+        """New entries, with the acknowledgements queued so far sent ahead of the read in
+        the same round trip (one server, the runner's own connections): a consumer that
+        reads an entry or two at a time paid a round trip for the XACK and one for the
+        XREADGROUP (profiled: most of an agent's CPU per assignment at 500-1,000/s)."""
+        runner = self.client._runner
+        if self._fanin.split or runner._pool is None:
+            self._flush_acks()
+            return self._fanin.read(count, self.block_ms)
+        keys = self.source.keys
+        acks, self._acks = self._acks, {}
+        batch: list[tuple[str | int, ...]] = [
+            ("XACK", key, self.group, *ids) for key, ids in acks.items()
+        ]
+        batch.append(
+            ("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count)
+            + ("BLOCK", self.block_ms, "STREAMS", *keys, *(">",) * len(keys))
+        )
+        try:
+            replies = runner._pipeline(batch)
+        except BaseException:  # keep them for the next read or flush
+            for key, ids in acks.items():
+                self._acks.setdefault(key, []).extend(ids)
+            raise
+        failed = [r for r in replies[:-1] if isinstance(r, Exception)]
+        if failed:
+            for key, ids in acks.items():
+                self._acks.setdefault(key, []).extend(ids)
+            raise translate(failed[0])
+        if self._held:
+            for key, ids in acks.items():
+                self._held.difference_update((key, i) for i in ids)
+        if isinstance(replies[-1], Exception):
+            raise translate(replies[-1])
+        return entries_of(replies[-1])
 
     def ack(self, *deliveries: Delivery) -> None:
         """Acknowledge now (the explicit form; with ``auto_ack`` it happens by itself)."""
