@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,16 +22,25 @@ import msgspec
 
 from oibus.bus.codec import decode_event
 from oibus.bus.errors import ValidationError
+from oibus.bus.keyspace import Keyspace
+from oibus.bus.ops import Call
 
 __all__ = [
+    "BATCH_MAX",
     "GROUP",
+    "Batch",
     "Outcome",
+    "Retry",
     "WebhookConfig",
     "address_allowed",
     "backoff",
+    "batch_call",
+    "body_with",
     "classify",
     "delivery_body",
+    "event_json",
     "event_key",
+    "parse_batch",
     "retry_after",
     "sign",
     "verify",
@@ -89,7 +98,9 @@ class WebhookConfig:
     @property
     def lock_ms(self) -> int:
         """How long a worker's hold on a queue lasts without renewal: longer than one
-        attempt (renewed before each), so a live worker never loses it mid-request."""
+        attempt. A worker renews it with every batch it claims and ends a batch before
+        the hold could lapse during an attempt, so a live worker never loses it
+        mid-request."""
         return math.ceil((self.timeout * 2 + 5) * 1000)
 
 
@@ -167,8 +178,7 @@ def address_allowed(address: str) -> bool:
 _body_encoder = msgspec.json.Encoder()
 
 
-def delivery_body(
-    subscription_id: str,
+def event_json(
     source_id: str,
     event_id: str,
     fields: Mapping[str, str],
@@ -176,9 +186,9 @@ def delivery_body(
     portfolio: bool,
     member: str | None,
 ) -> bytes:
-    """The JSON a delivery POSTs: ``{"subscription_id", "event": {...}}`` with the event as
-    ``get_events`` returns it (RFC-0006's shape). A portfolio's event also carries
-    ``portfolio_id``; its ``intent_id`` is the member it concerns (or null)."""
+    """The ``event`` object of a delivery, as ``get_events`` returns it (RFC-0006's
+    shape), encoded once however many subscriptions it goes to. A portfolio's event also
+    carries ``portfolio_id``; its ``intent_id`` is the member it concerns (or null)."""
     event = decode_event(source_id, event_id, fields)
     body: dict[str, Any] = {
         "id": event.id,
@@ -191,7 +201,30 @@ def delivery_body(
     }
     if portfolio:
         body["portfolio_id"] = source_id
-    return _body_encoder.encode({"subscription_id": subscription_id, "event": body})
+    return _body_encoder.encode(body)
+
+
+def body_with(subscription_id: str, event: bytes) -> bytes:
+    """The JSON a delivery POSTs, ``{"subscription_id", "event": {...}}``, around an
+    encoded ``event_json``: the same bytes as encoding the whole object, without
+    decoding and encoding the event again for every subscription."""
+    return (
+        b'{"subscription_id":' + _body_encoder.encode(subscription_id) + b',"event":' + event + b"}"
+    )
+
+
+def delivery_body(
+    subscription_id: str,
+    source_id: str,
+    event_id: str,
+    fields: Mapping[str, str],
+    *,
+    portfolio: bool,
+    member: str | None,
+) -> bytes:
+    """The JSON a delivery POSTs (``body_with`` of ``event_json``)."""
+    event = event_json(source_id, event_id, fields, portfolio=portfolio, member=member)
+    return body_with(subscription_id, event)
 
 
 POLICY_FIELD: Final = "webhook_policy"
@@ -210,3 +243,94 @@ def policy_name(allow_private: bool) -> str:
 def allows_private(recorded: str | None) -> bool:
     """The recorded policy; a namespace with none recorded is public only (the safe one)."""
     return recorded == PRIVATE_ALLOWED
+
+
+# -- a worker's round trip on its queue (lua/webhook_batch.lua) ---------------------------
+BATCH_MAX: Final = 1000
+"""Most jobs one ``webhook_batch`` call claims, and most it records as finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A job's retry, recorded in its queue's state: the attempts made, when it is due
+    (µs, server clock) and the last error."""
+
+    job: str
+    attempts: int
+    due: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What ``webhook_batch`` gave the lock's holder: the server's time (µs), the queue's
+    retry state (None when no job has one), whether pending jobs are left that it could
+    not take, and the claimed jobs, oldest first."""
+
+    now: int
+    retry: Retry | None
+    more_pending: bool
+    jobs: list[tuple[str, dict[str, str]]]
+
+
+def batch_call(
+    ks: Keyspace,
+    subscription_id: str,
+    owner: str,
+    *,
+    ttl_ms: int,
+    count: int,
+    done: Sequence[str] = (),
+    retry: Retry | None = None,
+    if_empty: str = "keep",
+    pending: bool = True,
+) -> Call:
+    """Record ``done`` (delivered or dead-lettered) and ``retry``, keep the queue's lock
+    for ``ttl_ms`` (0 gives it back) and claim up to ``count`` jobs: one round trip.
+    ``if_empty="release"`` gives the lock back when there was nothing to claim;
+    ``pending=False`` claims only new jobs (the holder took every pending one already)."""
+    r = retry
+    return Call(
+        "webhook_batch",
+        [
+            ks.webhook_lock(subscription_id),
+            ks.webhook_queue(subscription_id),
+            ks.webhook_state(subscription_id),
+        ],
+        [
+            owner,
+            str(ttl_ms),
+            GROUP,
+            str(count),
+            if_empty,
+            "1" if pending else "0",
+            "" if r is None else r.job,
+            "" if r is None else str(r.attempts),
+            "" if r is None else str(r.due),
+            "" if r is None else r.error,
+            *done,
+        ],
+    )
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[n]): str(flat[n + 1]) for n in range(0, len(flat) - 1, 2)}
+
+
+def parse_batch(reply: Any) -> Batch | None:
+    """``webhook_batch``'s reply; None when another consumer holds the lock."""
+    if not isinstance(reply, list):
+        return None
+    state = _pairs(reply[2] or [])
+    job = state.get("job")
+    retry = None
+    if job:
+        n, due = state.get("n", "0"), state.get("next", "0")
+        retry = Retry(
+            job,
+            int(n) if n.isdigit() else 0,
+            int(due) if due.isdigit() else 0,
+            state.get("err", ""),
+        )
+    jobs = [(str(reply[n]), _pairs(reply[n + 1] or [])) for n in range(4, len(reply) - 1, 2)]
+    return Batch(int(reply[0]) * 1_000_000 + int(reply[1]), retry, bool(int(reply[3])), jobs)

@@ -51,12 +51,15 @@ end
 if member ~= "" and not is_id(member) then return fail("INVALID", "malformed member", {field = "member"}) end
 if not is_text(log, 512) then return fail("INVALID", "malformed log key", {field = "log"}) end
 
-if rcall("EXISTS", marker) == 1 then return 0 end
-if rcall("EXISTS", queue) == 0 then
+-- the marker first (one command checks and sets it); the script is atomic, so it is
+-- taken back below when the queue turns out to be full
+if not rcall("SET", marker, "1", "NX", "PX", ttl) then return 0 end
+local size = rcall("XLEN", queue)
+if size == 0 and rcall("EXISTS", queue) == 0 then
   rcall("XGROUP", "CREATE", queue, group, "0", "MKSTREAM")
-elseif rcall("XLEN", queue) >= cap then
+elseif size >= cap then
+  rcall("DEL", marker)
   return -1
 end
 rcall("XADD", queue, "*", "k", key, "i", source, "e", event, "l", log, "m", member)
-rcall("SET", marker, "1", "PX", ttl)
 return 1

@@ -186,10 +186,9 @@ class EventStream:
         batch: list[tuple[str | int, ...]] = [
             ("XACK", key, self.group, *ids) for key, ids in acks.items()
         ]
-        batch.append(
-            ("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count)
-            + ("BLOCK", self.block_ms, "STREAMS", *keys, *(">",) * len(keys))
-        )
+        read: tuple[str | int, ...] = ("XREADGROUP", "GROUP", self.group, self.consumer)
+        read += ("COUNT", count, "BLOCK", self.block_ms, "STREAMS", *keys)
+        batch.append(read + (">",) * len(keys))
         try:
             replies = runner._pipeline(batch)
         except BaseException:  # keep them for the next read or flush
