@@ -108,6 +108,16 @@ def new_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def _spec_text(spec: dict[str, Any]) -> str:
+    """create_intent's spec as JSON. Every value in it is checked text, an id, a bool or a
+    small int, so it is encoded as it is; json_text's walk of it, which looks for what is
+    not plain JSON, would find nothing (and names the problem if it ever did)."""
+    try:
+        return _SPEC_ENCODER.encode(spec).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return json_text(spec, "spec")
+
+
 @lru_cache(maxsize=4096)
 def _partition_keys(ks: Keyspace, partition: int) -> tuple[str, ...]:
     """A partition's keys every create_intent declares after its own: the index of all
@@ -255,10 +265,7 @@ class Ops:
             spec["parent_intent_id"] = parent_intent_id
         if assign is not None:
             spec["assign"] = check_text(assign, "assign", 256)
-        try:  # every value above is checked text, an id, a bool or a small int
-            spec_text = _SPEC_ENCODER.encode(spec).decode()
-        except (TypeError, ValueError, msgspec.EncodeError):
-            spec_text = json_text(spec, "spec")  # raises the typed error
+        spec_text = _spec_text(spec)
         constraints_text = json_text(dict(constraints or {}), "constraints")
         state_text = encode_state_pairs(state or {})
         digest = canonical_digest(spec, dict(constraints or {}), dict(state or {}))

@@ -77,13 +77,15 @@ if held ~= nil then
   end
   rcall("HDEL", lk, "@" .. held.id)
 end
+local expires = now + duration * 1000
 local lease = {id = lease_id, agent_id = actor, scope = scope, status = "active",
-  fence = (held and held.fence or 0) + 1, acquired_us = int(now),
-  expires_us = int(now + duration * 1000), prev = held and held.id or nil}
-rcall("HSET", lk, scope, lease_text(lease), "@" .. lease_id, scope)
-rcall("ZADD", dk, tonumber(lease.expires_us), id .. "\t" .. scope .. "\t" .. lease_id)
+  fence = (held and held.fence or 0) + 1, acquired_us = int(now), expires_us = int(expires),
+  prev = held and held.id or nil}
+local text = lease_text(lease)
+rcall("HSET", lk, scope, text, "@" .. lease_id, scope)
+-- the score as the text it already is: no number to parse and format again
+rcall("ZADD", dk, lease.expires_us, id .. "\t" .. scope .. "\t" .. lease_id)
 emit(ik, ek, bk, id, "lease_acquired", actor,
   '{"lease_id":"' .. lease_id .. '","scope":"' .. scope .. '","agent_id":' .. cjson.encode(actor)
-  .. ',"fencing_token":' .. int(lease.fence) .. ',"expires_at":"'
-  .. iso_time(tonumber(lease.expires_us)) .. '"}', now)
-return lease_reply(lease)
+  .. ',"fencing_token":' .. int(lease.fence) .. ',"expires_at":"' .. iso_time(expires) .. '"}', now)
+return text  -- lease_reply(lease), already built

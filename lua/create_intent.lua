@@ -194,7 +194,7 @@ if #constraints > LIMIT_TEXT_BYTES then
   return fail("TOO_LARGE", "constraints are over " .. LIMIT_TEXT_BYTES .. " bytes",
     {field = "constraints", limit = LIMIT_TEXT_BYTES, size = #constraints})
 end
-if not js_valid(constraints) or js_kind(constraints) ~= "object" then
+if constraints ~= "{}" and (not js_valid(constraints) or js_kind(constraints) ~= "object") then
   return fail("INVALID", "constraints must be a JSON object", {field = "constraints"})
 end
 local ok, pairs_ = pcall(cjson.decode, ARGV[4])
@@ -227,9 +227,9 @@ if #deps > 0 then deps_json = cjson.encode(deps) end
 local agents_json = "[]"
 if assign ~= nil then agents_json = cjson.encode({assign}) end
 local fields = {"id", id, "title", spec.title, "created_by", spec.created_by, "status", status,
-  "constraints", constraints, "version", 1, "created_us", int(at), "created_at", stamp,
+  "constraints", constraints, "version", "1", "created_us", int(at), "created_at", stamp,
   "updated_at", stamp,
-  "depends_on", deps_json, "agents", agents_json, "seq", 0, "ssize", size, "digest", digest,
+  "depends_on", deps_json, "agents", agents_json, "seq", "0", "ssize", size, "digest", digest,
   "on_dep_fail", policy, "cascade", spec.cascade_abandon and "1" or "0"}
 if description ~= nil then
   fields[#fields + 1] = "description"
@@ -255,10 +255,14 @@ rcall("ZADD", G.ix[status], 0, member)
 rcall("ZADD", ix_creator, 0, member)
 rcall("HSET", G.st, id, status)
 if unmet > 0 then rcall("HSET", G.um, id, unmet) end
-set_id_list(G.dep, id, deps)
-for n = 1, #deps do
-  dependents[n][#dependents[n] + 1] = id
-  set_id_list(G.rd, deps[n], dependents[n])
+-- the graph hashes hold nothing for an id that did not exist (a missing field reads as
+-- empty), so an intent without dependencies or parent writes only its status mirror
+if #deps > 0 then
+  rcall("HSET", G.dep, id, deps_json)
+  for n = 1, #deps do
+    dependents[n][#dependents[n] + 1] = id
+    set_id_list(G.rd, deps[n], dependents[n])
+  end
 end
 if parent ~= nil then
   rcall("HSET", G.par, id, parent)
@@ -277,4 +281,8 @@ if assign ~= nil then
     '{"agent_id":' .. cjson.encode(assign) .. ',"version":1}', at, assign)
 end
 
-return {1, snapshot(ik, sk)}
+-- the reply is what was just written (snapshot() would read it back): the same document
+return {1, intent_json({id, spec.title, description or false, spec.created_by, status,
+  constraints, confidence ~= nil and int(confidence) or false, "1", stamp, stamp,
+  parent or false, deps_json, agents_json, policy, spec.cascade_abandon and "1" or "0"},
+  state_items)}

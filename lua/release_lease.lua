@@ -36,5 +36,4 @@ if l.agent_id == actor and l.status == "released" then return lease_reply(l) end
 local now = now_us()
 local not_held = lease_check_held(l, actor, now)
 if not_held then return not_held end
-lease_end(lk, hk, dk, ik, ek, bk, id, l, "released", actor, now)
-return lease_reply(l)
+return lease_end(lk, hk, dk, ik, ek, bk, id, l, "released", actor, now)

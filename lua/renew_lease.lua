@@ -40,10 +40,12 @@ local now = now_us()
 local not_held = lease_check_held(l, actor, now)
 if not_held then return not_held end
 
-l.expires_us = int(now + duration * 1000)
-rcall("HSET", lk, l.scope, lease_text(l))
-rcall("ZADD", dk, tonumber(l.expires_us), id .. "\t" .. l.scope .. "\t" .. l.id)
+local expires = now + duration * 1000
+l.expires_us = int(expires)
+local text = lease_text(l)
+rcall("HSET", lk, l.scope, text)
+rcall("ZADD", dk, l.expires_us, id .. "\t" .. l.scope .. "\t" .. l.id)
 emit(ik, ek, bk, id, "lease_renewed", actor,
   '{"lease_id":"' .. l.id .. '","scope":"' .. l.scope .. '","fencing_token":' .. int(l.fence)
-  .. ',"expires_at":"' .. iso_time(tonumber(l.expires_us)) .. '"}', now)
-return lease_reply(l)
+  .. ',"expires_at":"' .. iso_time(expires) .. '"}', now)
+return text  -- lease_reply(l), already built

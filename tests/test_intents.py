@@ -265,3 +265,71 @@ def test_each_event_is_announced_on_the_partition_bus(
     assert [(p["e"], int(p["s"]), p["t"]) for p in pointers] == [
         (e.id, e.seq, e.event_type) for e in events
     ]
+
+
+def test_created_reply_is_the_stored_document(client: Client) -> None:
+    """create_intent answers with what it has just written instead of reading it back:
+    the reply must be, byte for byte, the document get_intent then reads (every optional
+    field, a blocked start, escapes and non-ASCII text included)."""
+    parent = client.create_intent("parent")
+    dep = client.create_intent("dep", colocate_with=parent.id)
+    cases = [
+        create_call(client._ops, "plain-1"),
+        create_call(
+            client._ops,
+            f"{parent.id}.full",
+            title='quotes " and / and \\ and é ✓',
+            description="line\nbreak \u2028 and 🙂",
+            constraints={"max_cost": 50.5, "nested": {"list": [1, "two", None]}},
+            state={"progress": 0, "big": 12345678901234567, "text": "ü", "obj": {"a": []}},
+            created_by="planner:one{x}",
+            status="active",
+            confidence=0,
+            parent_intent_id=parent.id,
+            depends_on=[dep.id],
+            on_dependency_failure="ignore",
+            cascade_abandon=False,
+            assign="agent-7",
+        ),
+        create_call(client._ops, "draft-1", status="draft", confidence=100, description=""),
+    ]
+    for call in cases:
+        created, document = client._runner.call(call)
+        assert created == 1
+        assert document == client._runner.call(client._ops.get_intent(call.args[0]))
+    assert client.get_intent(f"{parent.id}.full").status is IntentStatus.BLOCKED
+
+
+def test_graph_fields_only_for_intents_in_a_graph(client: Client, raw_redis: redis.Redis) -> None:
+    """An intent without dependencies or parent writes only its status mirror (a missing
+    dependency or parent entry reads as none); every graph read still sees it."""
+    ks = client.keyspace
+    lone = client.create_intent("lone")
+    st, um, _ag, dep_h, rd, par = ks.graph_hashes(ks.partition(lone.id))
+    assert raw_redis.hget(st, lone.id) == "active"
+    for key in (um, dep_h, rd, par):
+        assert not raw_redis.hexists(key, lone.id)
+    assert client.get_dependencies(lone.id) == []
+    assert list(client.get_dependents(lone.id)) == []
+    assert list(client.get_children(lone.id)) == []
+    waiting = client.create_intent("waits", depends_on=[lone.id])
+    assert waiting.status is IntentStatus.BLOCKED
+    assert [i.id for i in client.get_dependents(lone.id)] == [waiting.id]
+    client.set_status(lone.id, lone.version, "completed")
+    assert client.get_intent(waiting.id).status is IntentStatus.ACTIVE
+
+
+def test_new_ids_are_uuid4_text() -> None:
+    """The fast id maker gives what str(uuid.uuid4()) gives: version 4, RFC 4122 variant,
+    the canonical text."""
+    import uuid
+
+    from oibus.bus.ops import new_uuid
+
+    made = {new_uuid() for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

@@ -4,6 +4,7 @@ governance, history, lease-guarded state writes, and the lease() context manager
 from __future__ import annotations
 
 import itertools
+import json
 import time
 
 import anyio
@@ -382,3 +383,26 @@ def test_absurd_durations_are_validation_errors(client: Client, duration: float)
     intent = client.create_intent("t")
     with pytest.raises(ValidationError):
         client.acquire_lease(intent.id, "s", duration)
+
+
+def test_lease_replies_are_the_stored_lease(client: Client, raw_redis: redis.Redis) -> None:
+    """acquire, renew and release answer with the text they stored (built once), and the
+    expiry schedule holds the lease at its expiry: what get_leases and the daemon read."""
+    intent = client.create_intent("t")
+    ops, ks = client._ops, client.keyspace
+    leases_key = ks.leases(intent.id)
+    due_key = ks.due_leases(ks.partition(intent.id))
+    acquired = client._runner.call(ops.acquire_lease(intent.id, "s.t", "lease-one", 30))
+    assert acquired == raw_redis.hget(leases_key, "s.t")
+    member = f"{intent.id}\ts.t\tlease-one"
+    assert raw_redis.zscore(due_key, member) == int(json.loads(acquired)["expires_us"])
+    renewed = client._runner.call(ops.renew_lease(intent.id, "lease-one", 60))
+    assert renewed == raw_redis.hget(leases_key, "s.t")
+    assert raw_redis.zscore(due_key, member) == int(json.loads(renewed)["expires_us"])
+    assert json.loads(renewed)["expires_us"] > json.loads(acquired)["expires_us"]
+    released = client._runner.call(ops.release_lease(intent.id, "lease-one"))
+    assert released == raw_redis.hget(leases_key, "s.t")
+    assert client._runner.call(ops.release_lease(intent.id, "lease-one")) == released
+    assert raw_redis.zscore(due_key, member) is None
+    history = raw_redis.xrange(ks.lease_history(intent.id))
+    assert [fields["l"] for _, fields in history] == [released]

@@ -45,7 +45,8 @@ end
 
 -- lease_end(...): close a lease as released, revoked or expired: store it, add it to the
 -- history stream, drop it from the expiry schedule, append the event. Only called on an
--- active lease, and the status change is what makes a second call impossible.
+-- active lease, and the status change is what makes a second call impossible. Returns
+-- the lease's new text (what lease_reply would build again).
 local function lease_end(lk, hk, dk, ik, ek, bk, id, l, status, actor, at, extra)
   l.status = status
   l.ended_us = int(at)
@@ -56,6 +57,7 @@ local function lease_end(lk, hk, dk, ik, ek, bk, id, l, status, actor, at, extra
   emit(ik, ek, bk, id, "lease_" .. status, actor,
     '{"lease_id":"' .. l.id .. '","scope":"' .. l.scope .. '","agent_id":'
     .. cjson.encode(l.agent_id) .. ',"fencing_token":' .. int(l.fence) .. (extra or "") .. "}", at)
+  return text
 end
 
 -- the reply every lease script shares: the lease as JSON text

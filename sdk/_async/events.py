@@ -265,8 +265,13 @@ class AsyncEventStream:
         once they hold nothing."""
         taken: list[tuple[str, str, dict[str, str], int]] = []
         ks = self.client.keyspace
-        for key in self.source.keys:
-            summary = await self.redis.xpending(key, self.group)
+        keys = self.source.keys
+        # every stream's summary in one round trip: this runs in the reading loop, and
+        # sixteen sequential reads stalled it every few seconds (an agent's tail latency)
+        summaries = await self.client._runner.commands(
+            [("XPENDING", key, self.group) for key in keys]
+        )
+        for key, summary in zip(keys, summaries, strict=True):
             others = [
                 str(c["name"])
                 for c in summary.get("consumers") or []

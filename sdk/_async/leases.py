@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import cast
 
 from oibus.bus.codec import decode_lease
 from oibus.bus.listing import check_event_cursor, check_limit
 from oibus.bus.models import Lease, Page
+from oibus.bus.ops import new_uuid
 from oibus.sdk._async.base import AsyncClientBase
 from oibus.sdk.leasing import hold_lease_async
 
@@ -23,7 +23,7 @@ class AsyncLeasesMixin(AsyncClientBase):
         there must present this lease. LeaseConflictError (with ``holder`` and
         ``expires_at``) while anyone else, or another acquire of the same agent, holds it;
         retried internally with the same lease id, so a lost reply cannot orphan a lease."""
-        call = self._ops.acquire_lease(intent_id, scope, str(uuid.uuid4()), duration_seconds)
+        call = self._ops.acquire_lease(intent_id, scope, new_uuid(), duration_seconds)
         return decode_lease(await self._run(call), intent_id)
 
     async def renew_lease(

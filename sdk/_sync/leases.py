@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import uuid
 from contextlib import AbstractContextManager
 from typing import cast
 
 from oibus.bus.codec import decode_lease
 from oibus.bus.listing import check_event_cursor, check_limit
 from oibus.bus.models import Lease, Page
+from oibus.bus.ops import new_uuid
 from oibus.sdk._sync.base import ClientBase
 from oibus.sdk.leasing import hold_lease
 
@@ -24,7 +24,7 @@ class LeasesMixin(ClientBase):
         there must present this lease. LeaseConflictError (with ``holder`` and
         ``expires_at``) while anyone else, or another acquire of the same agent, holds it;
         retried internally with the same lease id, so a lost reply cannot orphan a lease."""
-        call = self._ops.acquire_lease(intent_id, scope, str(uuid.uuid4()), duration_seconds)
+        call = self._ops.acquire_lease(intent_id, scope, new_uuid(), duration_seconds)
         return decode_lease(self._run(call), intent_id)
 
     def renew_lease(
