@@ -1,47 +1,48 @@
-"""The webhook POST: HTTP/1.1 through h11 over anyio streams, with keep-alive pools.
+"""The webhook POST: httpcore's connection pool (HTTP/1.1 keep-alive), with the address
+policy in the network backend it connects through.
 
-Why not httpx, which delivered webhooks before: profiled on the benchmark's receiver, an
-``httpx.AsyncClient`` POST costs about 500 µs of CPU (its request and response models,
-URL and header normalisation, the connection pool's locks; and ``stream()`` without
-reading the body threw the connection away, so every delivery opened a new one), where
-h11 itself, the protocol engine httpx runs on, costs under 100 µs. A webhook needs little
-of httpx: one method, no redirects (they could lead past the address policy), no
-proxies (the policy must see where we connect), no cookies, the response's status and
-``Retry-After`` only. h11 still parses every byte (chunked bodies, 1xx, ``Connection:
-close``, HTTP/1.0 peers) and decides when a connection may be reused.
+Why httpcore and not an ``httpx.AsyncClient``: profiled on the benchmark's receiver, an
+httpx POST cost about 500 µs of CPU, most of it httpx's own request and response models,
+URL and header normalisation and auth/redirect/cookie machinery, none of which a webhook
+needs (one method, no redirects: they could lead past the address policy; no proxies:
+the policy must see where we connect; no cookies; only the status and ``Retry-After``).
+httpcore is the layer under httpx that does the HTTP work: h11 parses every byte
+(chunked bodies, 1xx, ``Connection: close``, HTTP/1.0 peers), and its pool decides when
+a connection may be reused, keeps idle ones for ``KEEPALIVE_S``, drops those closed by
+their peer while idle, and closes one whose exchange was cancelled or failed mid-way.
+(Before it, a hand-written pool drove h11 directly for ~100 µs a POST; the project
+keeps a maintained library wherever one does the job, and httpcore costs ~230 µs with
+one connection, ~360 with ten: see bench/WEBHOOKS.md.)
 
-**The address policy is kept where the connection is made**: the host is resolved once,
-every address must be allowed, and the socket connects to one of those checked
-addresses, so a DNS answer that changes between the check and the connection can no
-longer slip through (the gap httpx's own second lookup left). A reused connection was
-checked when it was opened.
+**The address policy is kept where the connection is made**: httpcore opens every TCP
+connection through ``_PolicyBackend.connect_tcp``, which resolves the host once,
+requires every address to be allowed, and connects to one of those checked addresses, so
+a DNS answer that changes between the check and the connection cannot slip through.
+TLS is then started by httpcore with the URL's host name as ``server_hostname`` (SNI and
+certificate verification), not the address. A reused connection was checked when it was
+opened.
 
-**Pools.** Idle connections are kept per origin (scheme, host, port) for
-``KEEPALIVE_S`` and checked before reuse (a socket readable while idle was closed by its
-peer). A connection goes back to its pool only after a complete exchange; one cancelled
-or failed mid-way is closed. The response body is read (and dropped) only to reuse the
-connection, up to ``BODY_MAX`` bytes; a longer one closes the connection instead.
+The response body is read (and dropped) only so the connection can be reused, up to
+``BODY_MAX`` bytes; a longer one is not drained, and closing the unfinished response
+closes its connection.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
+import functools
 import ipaddress
 import select
 import socket
 import ssl
-import time
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import anyio
-import h11
+import httpcore
 import httpx
-from anyio.abc import ByteStream, SocketAttribute
 
 from oibus.bus.webhooks import address_allowed
 
@@ -49,14 +50,16 @@ __all__ = ["Answer", "PostFailed", "WebhookHTTP"]
 
 KEEPALIVE_S: Final = 5.0
 """How long an idle connection is kept (httpx's default keep-alive expiry)."""
-IDLE_PER_ORIGIN: Final = 16
-"""Most idle connections kept for one origin: one per subscription delivering to it at
-once, bounded."""
 BODY_MAX: Final = 65_536
 """Most response body bytes read to reuse a connection."""
-READ_CHUNK: Final = 65_536
 
-Origin = tuple[str, str, int]
+_FAILED: Final = (
+    httpcore.NetworkError,  # ConnectError, ReadError, WriteError
+    httpcore.TimeoutException,  # only with httpcore's own timeouts (the caller bounds ours)
+    httpcore.ProtocolError,  # RemoteProtocolError, LocalProtocolError
+    httpcore.UnsupportedProtocol,
+)
+"""httpcore's errors for a request that got no status (or lost its connection after)."""
 
 
 class PostFailed(Exception):  # noqa: N818 - internal: never leaves the delivery path
@@ -76,158 +79,71 @@ class Answer:
     retry_after: str | None
 
 
-@dataclass(slots=True, eq=False)  # identity: a key of the idle LRU
-class _Conn:
-    stream: ByteStream
-    h11: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
-    idle_since: float = 0.0
-    sock: socket.socket | None = None
+class _Stream(httpcore.AsyncNetworkStream):
+    """httpcore's anyio stream with its socket kept at hand. Profiled with ten
+    connections, a fifth of a POST's CPU was the pool asking every idle connection
+    whether its peer closed it (``is_readable``, before each request and after each
+    response) and anyio building its table of socket attributes to answer each time."""
 
-    def __post_init__(self) -> None:
-        try:
-            self.sock = self.stream.extra(SocketAttribute.raw_socket)
-        except anyio.TypedAttributeLookupError:
-            self.sock = None
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._sock: socket.socket | None = stream.get_extra_info("socket")
 
-    def stale(self, now: float) -> bool:
-        """Idle too long, or closed (or written to) by its peer while idle."""
-        if now - self.idle_since > KEEPALIVE_S or self.sock is None:
-            return True
-        try:
-            # anyio pauses reading between receives, so an idle peer's FIN or stray bytes
-            # wait in the socket, where select sees them (httpcore checks the same way)
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._stream.read(max_bytes, timeout)
 
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    origin: Origin
-    host_header: str
-    path: str
-    auth: str | None
-
-    @classmethod
-    def of(cls, url: str) -> _Target:
-        parts: SplitResult = urlsplit(url)
-        scheme = parts.scheme.lower()
-        host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        auth = None
-        if parts.username is not None:  # as httpx did: credentials in the URL are Basic auth
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            auth = "Basic " + base64.b64encode(pair.encode()).decode()
-        return cls((scheme, host, port), parts.netloc.rpartition("@")[2], path, auth)
-
-
-class WebhookHTTP:
-    """POSTs over pooled keep-alive connections (module docstring). One per engine;
-    ``aclose`` closes every idle connection."""
-
-    def __init__(self, *, allow_private: bool, user_agent: str, max_idle: int) -> None:
-        self.allow_private = allow_private
-        self.user_agent = user_agent
-        self.max_idle = max_idle
-        self._idle: dict[Origin, list[_Conn]] = {}
-        self._lru: OrderedDict[_Conn, Origin] = OrderedDict()  # every idle one, oldest first
-        self._targets: dict[str, _Target] = {}
-        self._ssl: ssl.SSLContext | None = None
-
-    async def post(self, url: str, headers: Sequence[tuple[str, str]], body: bytes) -> Answer:
-        """One POST; the caller bounds its time (cancellation closes the connection).
-        Raises PostFailed when no status came back."""
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) > 10_000:  # bounded: URLs come and go with subscriptions
-                self._targets.clear()
-            target = self._targets[url] = _Target.of(url)
-        conn = await self._reuse(target.origin)
-        if conn is None:
-            conn = await self._connect(target.origin)
-        done = False
-        try:
-            answer = await self._exchange(conn, target, headers, body)
-            done = conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE
-            if done:
-                conn.h11.start_next_cycle()
-                await self._keep(target.origin, conn)
-            return answer
-        finally:
-            if not done:
-                with anyio.CancelScope(shield=True):
-                    await _close(conn)
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
 
     async def aclose(self) -> None:
-        idle, self._idle, self._lru = self._lru, {}, OrderedDict()
-        for conn in idle:
-            await _close(conn)
+        await self._stream.aclose()
 
-    async def _reuse(self, origin: Origin) -> _Conn | None:
-        pool = self._idle.get(origin)
-        now = time.monotonic()
-        while pool:
-            conn = pool.pop()  # the most recently used: the likeliest to be alive
-            del self._lru[conn]
-            if not pool:
-                del self._idle[origin]  # bounded: origins come and go with subscriptions
-            if not conn.stale(now):
-                return conn
-            await _close(conn)
-        return None
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
 
-    async def _keep(self, origin: Origin, conn: _Conn) -> None:
-        """Pool a connection after a complete exchange; close the idle ones past the
-        bounds (per origin, in all, or idle too long), oldest first."""
-        now = conn.idle_since = time.monotonic()
-        pool = self._idle.setdefault(origin, [])
-        pool.append(conn)
-        self._lru[conn] = origin
-        if len(pool) > IDLE_PER_ORIGIN:
-            await self._evict(pool[0])
-        while self._lru:
-            oldest = next(iter(self._lru))
-            if len(self._lru) <= self.max_idle and now - oldest.idle_since <= KEEPALIVE_S:
-                break
-            await self._evict(oldest)
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # as httpcore asks it: readable while idle means closed
+            if self._sock is None or self._sock.fileno() < 0:
+                return True
+            poll = select.poll()  # not select(): descriptors past 1023 are common here
+            poll.register(self._sock, select.POLLIN)
+            return bool(poll.poll(0))
+        return self._stream.get_extra_info(info)
 
-    async def _evict(self, conn: _Conn) -> None:
-        origin = self._lru.pop(conn)
-        pool = self._idle[origin]
-        pool.remove(conn)
-        if not pool:
-            del self._idle[origin]
-        await _close(conn)
 
-    async def _connect(self, origin: Origin) -> _Conn:
-        scheme, host, port = origin
-        try:
-            addresses = await self._addresses(host, port)
-            tls = scheme == "https"
-            error: OSError | None = None
-            for address in addresses:
-                try:
-                    stream: ByteStream
-                    if tls:
-                        stream = await anyio.connect_tcp(
-                            address,
-                            port,
-                            ssl_context=self._tls(),
-                            tls_hostname=host,
-                            tls_standard_compatible=False,
-                        )
-                    else:
-                        stream = await anyio.connect_tcp(address, port)
-                    return _Conn(stream)
-                except OSError as exc:
-                    error = exc
-            raise error if error is not None else OSError(f"{host} has no address")
-        except PostFailed:
-            raise
-        except (OSError, ssl.SSLError) as exc:
-            raise PostFailed(f"ConnectError: {exc}") from exc
+class _PolicyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, connecting only to addresses the policy allows."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._tcp = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        error: httpcore.ConnectError | None = None
+        for address in await self._addresses(host, port):
+            try:
+                stream = await self._tcp.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+                return _Stream(stream)
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise error if error is not None else httpcore.ConnectError(f"{host} has no address")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to, every one allowed by the policy (else refused)."""
@@ -235,7 +151,10 @@ class WebhookHTTP:
             ipaddress.ip_address(host.split("%", 1)[0])
             found = [host]
         except ValueError:  # a name: resolve it once, check and connect to what it gave
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            try:
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise httpcore.ConnectError(str(exc)) from exc
             found = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not self.allow_private:
             for address in found:
@@ -248,76 +167,102 @@ class WebhookHTTP:
                     )
         return found
 
-    def _tls(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context(trust_env=False)  # httpx's trust store
-        return self._ssl
 
-    async def _exchange(
-        self, conn: _Conn, target: _Target, headers: Sequence[tuple[str, str]], body: bytes
-    ) -> Answer:
-        h = conn.h11
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: httpcore.URL
+    host_header: bytes
+    auth: bytes | None
+
+    @classmethod
+    def of(cls, url: str) -> _Target:
+        parts: SplitResult = urlsplit(url)
+        scheme = parts.scheme.lower()
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        auth = None
+        if parts.username is not None:  # as httpx did: credentials in the URL are Basic auth
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            auth = b"Basic " + base64.b64encode(pair.encode())
+        target = httpcore.URL(
+            scheme=scheme,
+            host=parts.hostname or "",
+            port=parts.port or (443 if scheme == "https" else 80),
+            target=path,
+        )
+        return cls(target, parts.netloc.rpartition("@")[2].encode("ascii"), auth)
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's trust store (certifi), built once per process (~25 ms)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
+class WebhookHTTP:
+    """POSTs over pooled keep-alive connections (module docstring). One per engine;
+    ``aclose`` closes every connection."""
+
+    def __init__(self, *, allow_private: bool, user_agent: str, max_idle: int) -> None:
+        self.allow_private = allow_private
+        self._user_agent = user_agent.encode("ascii")
+        # a worker makes one request at a time, and the engine runs fewer workers than
+        # max_idle: no request ever waits for a connection of the pool
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_tls(),
+            max_connections=max_idle,
+            max_keepalive_connections=max_idle,
+            keepalive_expiry=KEEPALIVE_S,
+            network_backend=_PolicyBackend(allow_private=allow_private),
+        )
+        self._targets: dict[str, _Target] = {}
+
+    async def post(self, url: str, headers: Sequence[tuple[str, str]], body: bytes) -> Answer:
+        """One POST; the caller bounds its time (cancellation closes the connection).
+        Raises PostFailed when no status came back."""
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) > 10_000:  # bounded: URLs come and go with subscriptions
+                self._targets.clear()
+            try:
+                target = self._targets[url] = _Target.of(url)
+            except ValueError as exc:  # a bad port (the URL's credentials kept out)
+                raise PostFailed(f"InvalidURL: {exc}") from exc
         fields = [
-            ("Host", target.host_header),
-            ("User-Agent", self.user_agent),
-            ("Content-Length", str(len(body))),
-            *headers,
+            (b"Host", target.host_header),
+            (b"User-Agent", self._user_agent),
+            (b"Content-Length", b"%d" % len(body)),
+            *((name.encode("ascii"), value.encode("ascii")) for name, value in headers),
         ]
         if target.auth is not None:
-            fields.append(("Authorization", target.auth))
+            fields.append((b"Authorization", target.auth))
+        request = httpcore.Request(b"POST", target.url, headers=fields, content=body)
         try:
-            data = h.send(h11.Request(method="POST", target=target.path, headers=fields))
-            data = (data or b"") + (h.send(h11.Data(data=body)) or b"")
-            data += h.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError as exc:
-            raise PostFailed(f"LocalProtocolError: {exc}") from exc
+            response = await self._pool.handle_async_request(request)
+        except _FAILED as exc:
+            raise PostFailed(_text(exc)) from exc
+        retry_after = None
+        for name, value in response.headers:
+            if name.lower() == b"retry-after":
+                retry_after = value.decode("latin-1")
+        answer = Answer(response.status, retry_after)
         try:
-            await conn.stream.send(data)
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise PostFailed(f"WriteError: {exc or type(exc).__name__}") from exc
-        answer: Answer | None = None
-        read = 0
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as exc:
-                if answer is not None:
-                    return answer  # the status came: only the connection is lost
-                raise PostFailed(f"RemoteProtocolError: {exc}") from exc
-            if event is h11.NEED_DATA:
-                try:
-                    chunk = await conn.stream.receive(READ_CHUNK)
-                except anyio.EndOfStream:
-                    chunk = b""
-                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                    if answer is not None:
-                        return answer
-                    raise PostFailed(f"ReadError: {exc or type(exc).__name__}") from exc
-                h.receive_data(chunk)
-            elif isinstance(event, h11.Response):
-                retry_after = None
-                for name, value in event.headers:
-                    if name == b"retry-after":
-                        retry_after = value.decode("latin-1")
-                answer = Answer(event.status_code, retry_after)
-            elif isinstance(event, h11.Data):
-                read += len(event.data)
-                if read > BODY_MAX and answer is not None:
-                    return answer  # not worth draining: the connection is closed
-            elif isinstance(event, h11.EndOfMessage) and answer is not None:
-                return answer
-            elif isinstance(event, h11.ConnectionClosed):
-                if answer is not None:
-                    return answer
-                raise PostFailed(
-                    "RemoteProtocolError: Server disconnected without sending a response."
-                )
-            # h11.InformationalResponse (1xx): wait for the final response
+            read = 0
+            async for chunk in response.aiter_stream():
+                read += len(chunk)
+                if read > BODY_MAX:
+                    break  # not worth draining: closing it unfinished closes the connection
+        except _FAILED:
+            pass  # the status came: only the connection is lost (httpcore closed it)
+        finally:
+            await response.aclose()  # back to the pool if the exchange was complete
+        return answer
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
-async def _close(conn: _Conn) -> None:
-    with (
-        anyio.move_on_after(1, shield=True),
-        contextlib.suppress(OSError, anyio.BrokenResourceError),
-    ):
-        await conn.stream.aclose()
+def _text(exc: Exception) -> str:
+    """``ReadError: ...`` as httpx named it; the cause's name when anyio's error has no
+    message (a broken or closed stream)."""
+    text = str(exc) or (type(exc.__cause__).__name__ if exc.__cause__ else "")
+    return f"{type(exc).__name__}: {text}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -26,8 +27,9 @@ from oibus import AsyncClient, ValidationError
 from oibus.bus import webhooks as wh
 from oibus.bus.keyspace import key_slot
 from oibus.bus.registry import default_registry
-from oibus.daemon import webhook_delivery
+from oibus.daemon import webhook_delivery, webhook_http
 from oibus.daemon.metrics import Metrics
+from oibus.daemon.webhook_http import Answer, PostFailed, WebhookHTTP
 from oibus.daemon.webhooks import WebhookConfig, WebhookFanout, list_dead_letters
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("private_webhooks")]
@@ -37,7 +39,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("private_webhooks")]
 @dataclasses.dataclass
 class Watch:
     """Counts requests in flight (in all and per path), the most seen at once, and the
-    client connections (HTTP/1.1, keep-alive); each request waits ``delay`` seconds."""
+    client connections (HTTP/1.1, keep-alive); each request waits ``delay`` seconds, is
+    answered with the body ``replies`` has for its path (else none), and a path in
+    ``drop`` has its connection closed after the answer, without saying so."""
 
     port: int = 0
     delay: float = 0.0
@@ -47,6 +51,8 @@ class Watch:
     most_per_path: Counter[str] = dataclasses.field(default_factory=Counter)
     bodies: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     connections: set[tuple[str, int]] = dataclasses.field(default_factory=set)
+    replies: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    drop: set[str] = dataclasses.field(default_factory=set)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -80,9 +86,12 @@ def watch() -> Iterator[Watch]:
                 state.in_flight[self.path] -= 1
                 if status == 200:
                     state.bodies.setdefault(self.path, []).append(json.loads(body))
+            reply = state.replies.get(self.path, b"")
             self.send_response(status)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
+            self.wfile.write(reply)
+            self.close_connection = self.path in state.drop
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -271,6 +280,82 @@ async def test_a_name_resolving_to_loopback_is_refused(
     assert receiver.on("/name") == []
     (letter,) = await list_dead_letters(aclient.redis, aclient.keyspace)
     assert letter.error.startswith("localhost resolves to") and "allow_private" in letter.error
+
+
+async def test_the_policy_is_checked_on_the_addresses_connected_to(
+    watch: Watch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is resolved once per connection, when it is made, and the socket connects
+    to an address that answer gave: ``hook.invalid`` exists in no DNS, so a second lookup
+    (by anyio or httpcore) would fail. A loopback answer is refused under a public-only
+    policy, before any connection."""
+    lookups: list[str] = []
+    resolve = anyio.getaddrinfo
+
+    async def resolver(host: str, port: int, **kwargs: Any) -> Any:
+        if host != "hook.invalid":
+            return await resolve(host, port, **kwargs)
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", resolver)
+    url = f"http://hook.invalid:{watch.port}/n"
+    strict = WebhookHTTP(allow_private=False, user_agent="t", max_idle=4)
+    with pytest.raises(PostFailed) as refused:
+        await strict.post(url, [], b"{}")
+    await strict.aclose()
+    assert refused.value.refused
+    assert refused.value.text.startswith("hook.invalid resolves to 127.0.0.1")
+    assert watch.connections == set() and lookups == ["hook.invalid"]
+
+    http = WebhookHTTP(allow_private=True, user_agent="t", max_idle=4)
+    try:
+        for _ in range(3):
+            assert await http.post(url, [], b'{"event": {"payload": {"n": 0}}}') == Answer(
+                200, None
+            )
+    finally:
+        await http.aclose()
+    assert lookups == ["hook.invalid"] * 2  # one per connection: the kept one was reused
+    assert len(watch.connections) == 1 and watch.ok("/n") == [0, 0, 0]
+
+
+async def test_a_connection_is_reused_only_after_a_complete_exchange(watch: Watch) -> None:
+    """Over httpcore's pool: kept alive across POSTs; a response body past BODY_MAX is
+    not drained (its connection is closed), nor is a cancelled request's connection
+    reused; a connection its peer closed while idle is not used again."""
+    http = WebhookHTTP(allow_private=True, user_agent="t", max_idle=4)
+    body = b'{"event": {"payload": {"n": 1}}}'
+    try:
+
+        async def post(path: str) -> Answer:
+            return await http.post(watch.url(path), [("X-Test", "1")], body)
+
+        watch.replies["/small"] = b"ok" * 100
+        for _ in range(3):
+            assert (await post("/small")).status == 200
+        assert len(watch.connections) == 1
+
+        watch.replies["/big"] = b"x" * (webhook_http.BODY_MAX + 1)
+        assert (await post("/big")).status == 200  # the status counts, the rest is dropped
+        assert (await post("/small")).status == 200
+        assert len(watch.connections) == 2  # the big answer's connection was closed
+
+        watch.delay = 0.5
+        with anyio.move_on_after(0.1) as scope:
+            await post("/slow")
+        assert scope.cancelled_caught
+        watch.delay = 0
+        assert (await post("/small")).status == 200
+        assert len(watch.connections) == 3  # not the cancelled one
+
+        watch.drop.add("/drop")
+        assert (await post("/drop")).status == 200
+        await anyio.sleep(0.1)  # the peer's FIN arrives while the connection is idle
+        assert (await post("/small")).status == 200  # not a "Server disconnected" error
+        assert len(watch.connections) == 4
+    finally:
+        await http.aclose()
 
 
 # -- webhook_batch.lua -------------------------------------------------------------------
