@@ -134,6 +134,9 @@ async def measure(url: str, namespace: str, rounds: int, repeat: int) -> dict[st
             ]
             if len(trace) != 4 * rounds + 2:
                 out["problems"].append(f"{iid} logged {len(trace)} trace events")
+        # the run's keys go: a shared server's other users scan past whatever is left
+        async for key in client.redis.scan_iter(match=f"{{{namespace}*", count=1000):
+            await client.redis.delete(key)
     return out
 
 
