@@ -343,7 +343,7 @@ def run(
         "|---|---|---|---|",
         row("raw redis-py XREADGROUP + XACK (pointers only)", "raw"),
         row("client.events(payloads=False)", "events_nopayload"),
-        row("client.events() (each event fetched from its log)", "events"),
+        row("client.events() (small payloads carried by the bus entry)", "events"),
         row("@agent with an empty @on_event handler", "agent"),
         row(f"BullMQ Python worker (concurrency {args.bullmq_concurrency})", "bullmq"),
         "",
