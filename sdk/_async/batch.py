@@ -22,8 +22,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast
 
-import redis.exceptions as rex
-
 from oibus.bus.codec import decode_intent, decode_lease, encode_patches, encode_sets, to_datetime
 from oibus.bus.costs import CostRecord, record_cost_call, recorded
 from oibus.bus.errors import (
@@ -38,7 +36,6 @@ from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.moves import Move, decode_moves
 from oibus.bus.ops import Call, LeaseRef, new_intent_id
 from oibus.sdk._async.base import AsyncClientBase
-from oibus.sdk._errors import translate
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -341,37 +338,11 @@ class AsyncBatchMixin(AsyncClientBase):
         await self._runner.ensure_loaded({p.call.script for p in plans})
 
     async def _pipeline(self, plans: Sequence[Plan[Any]]) -> list[Any]:
-        """One pipelined round trip (per cluster node). A call refused with NOSCRIPT did
-        not run: its script is loaded and only such calls are sent again, since replaying
-        the whole pipeline (as ``call_many`` does for reads) would run the others twice.
-        They then run after the rest of the chunk: the one case where a batch's order
-        bends, when the server lost its script cache since this client last loaded
-        (a restart, a failover, SCRIPT FLUSH)."""
-        runner = self._runner
-        commands = [runner._evalsha(p.call) for p in plans]
-        try:
-            replies = await runner._pipeline(commands)
-            missing = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-            if missing:
-                refused: dict[str, OpenIntentError] = {}
-                for name in dict.fromkeys(plans[n].call.script for n in missing):
-                    try:
-                        await runner._load(name)
-                    except OpenIntentError as exc:  # ScriptsNotLoadedError: not sent
-                        refused[name] = exc
-                again = [n for n in missing if plans[n].call.script not in refused]
-                for n in missing:
-                    if plans[n].call.script in refused:
-                        replies[n] = refused[plans[n].call.script]
-                if again:
-                    resent = await runner._pipeline([commands[n] for n in again])
-                    for n, reply in zip(again, resent, strict=True):
-                        replies[n] = reply
-        except OpenIntentError:
-            raise
-        except Exception as exc:
-            raise translate(exc) from exc
-        return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
+        """One pipelined round trip (per cluster node), each reply a value or its typed
+        error (``call_many``: after a lost script cache only the refused calls are sent
+        again, so they then run after the rest of the chunk, the one case where a
+        batch's order bends)."""
+        return await self._runner.call_many([p.call for p in plans])
 
     async def _send_all(self, plans: Sequence[Plan[T]]) -> list[T]:
         results = await self._send_plans(plans)

@@ -137,20 +137,30 @@ class AsyncScriptRunner:
         scripts are loaded (sending the whole pipeline again would run the others twice).
         Scripts this runner has not used yet are loaded first, so that this happens only
         when the server lost its cache meanwhile (a restart, a failover, SCRIPT FLUSH), and
-        only then can the calls sent again run after calls behind them."""
+        only then can the calls sent again run after calls behind them. A script this user
+        may not load fails its own calls (ScriptsNotLoadedError), not the others."""
         if not calls:
             return []
         try:
             await self.ensure_loaded({c.script for c in calls})
             batch = [self._evalsha(c) for c in calls]
             replies = await self._pipeline(batch)
-            refused = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-            if refused:
-                for name in sorted({calls[n].script for n in refused}):
-                    await self._load(name)
-                again = await self._pipeline([batch[n] for n in refused])
-                for n, reply in zip(refused, again, strict=True):
-                    replies[n] = reply
+            missing = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
+            if missing:
+                refused: dict[str, OpenIntentError] = {}
+                for name in sorted({calls[n].script for n in missing}):
+                    try:
+                        await self._load(name)
+                    except ScriptsNotLoadedError as exc:  # those calls fail, not the rest
+                        refused[name] = exc
+                again = [n for n in missing if calls[n].script not in refused]
+                for n in missing:
+                    if calls[n].script in refused:
+                        replies[n] = refused[calls[n].script]
+                if again:
+                    resent = await self._pipeline([batch[n] for n in again])
+                    for n, reply in zip(again, resent, strict=True):
+                        replies[n] = reply
         except OpenIntentError:
             raise
         except Exception as exc:

@@ -342,37 +342,11 @@ class BatchMixin(ClientBase):
         self._runner.ensure_loaded({p.call.script for p in plans})
 
     def _pipeline(self, plans: Sequence[Plan[Any]]) -> list[Any]:
-        """One pipelined round trip (per cluster node). A call refused with NOSCRIPT did
-        not run: its script is loaded and only such calls are sent again, since replaying
-        the whole pipeline (as ``call_many`` does for reads) would run the others twice.
-        They then run after the rest of the chunk: the one case where a batch's order
-        bends, when the server lost its script cache since this client last loaded
-        (a restart, a failover, SCRIPT FLUSH)."""
-        runner = self._runner
-        commands = [runner._evalsha(p.call) for p in plans]
-        try:
-            replies = runner._pipeline(commands)
-            missing = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-            if missing:
-                refused: dict[str, OpenIntentError] = {}
-                for name in dict.fromkeys(plans[n].call.script for n in missing):
-                    try:
-                        runner._load(name)
-                    except OpenIntentError as exc:  # ScriptsNotLoadedError: not sent
-                        refused[name] = exc
-                again = [n for n in missing if plans[n].call.script not in refused]
-                for n in missing:
-                    if plans[n].call.script in refused:
-                        replies[n] = refused[plans[n].call.script]
-                if again:
-                    resent = runner._pipeline([commands[n] for n in again])
-                    for n, reply in zip(again, resent, strict=True):
-                        replies[n] = reply
-        except OpenIntentError:
-            raise
-        except Exception as exc:
-            raise translate(exc) from exc
-        return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
+        """One pipelined round trip (per cluster node), each reply a value or its typed
+        error (``call_many``: after a lost script cache only the refused calls are sent
+        again, so they then run after the rest of the chunk, the one case where a
+        batch's order bends)."""
+        return self._runner.call_many([p.call for p in plans])
 
     def _send_all(self, plans: Sequence[Plan[T]]) -> list[T]:
         results = self._send_plans(plans)
