@@ -23,8 +23,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast
 
-import redis.exceptions as rex
-
 from oibus.bus.codec import decode_intent, decode_lease, encode_patches, encode_sets, to_datetime
 from oibus.bus.costs import CostRecord, record_cost_call, recorded
 from oibus.bus.errors import (
@@ -39,7 +37,6 @@ from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.moves import Move, decode_moves
 from oibus.bus.ops import Call, LeaseRef, new_intent_id
 from oibus.sdk._sync.base import ClientBase
-from oibus.sdk._errors import translate
 
 T = TypeVar("T")
 P = ParamSpec("P")
