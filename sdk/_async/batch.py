@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast
 
 from oibus.bus.codec import decode_intent, decode_lease, encode_patches, encode_sets, to_datetime
-from oibus.bus.costs import CostRecord, record_cost_call, recorded
+from oibus.bus.costs import CostRecord, recorded
 from oibus.bus.errors import (
     BatchError,
     OpenIntentError,
@@ -36,6 +36,7 @@ from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.moves import Move, decode_moves
 from oibus.bus.ops import Call, LeaseRef, new_intent_id
 from oibus.sdk._async.base import AsyncClientBase
+from oibus.sdk._async.costs import cost_call
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -261,17 +262,7 @@ class AsyncBatchMixin(AsyncClientBase):
         provider: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Plan[CostRecord]:
-        call = record_cost_call(
-            self.keyspace,
-            self._ops.actor,
-            str(uuid.uuid4()),
-            intent_id,
-            cost_type,
-            amount,
-            unit,
-            provider,
-            metadata,
-        )
+        call = cost_call(self, intent_id, cost_type, amount, unit, provider, metadata)
         return Plan(call, lambda reply: recorded(call, reply))
 
     # -- sending ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, cast
 
 from oibus.bus.codec import decode_intent, decode_lease, encode_patches, encode_sets, to_datetime
-from oibus.bus.costs import CostRecord, record_cost_call, recorded
+from oibus.bus.costs import CostRecord, recorded
 from oibus.bus.errors import (
     BatchError,
     OpenIntentError,
@@ -37,6 +37,7 @@ from oibus.bus.models import Event, Intent, Lease, StatePatch
 from oibus.bus.moves import Move, decode_moves
 from oibus.bus.ops import Call, LeaseRef, new_intent_id
 from oibus.sdk._sync.base import ClientBase
+from oibus.sdk._sync.costs import cost_call
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -262,17 +263,7 @@ class BatchMixin(ClientBase):
         provider: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Plan[CostRecord]:
-        call = record_cost_call(
-            self.keyspace,
-            self._ops.actor,
-            str(uuid.uuid4()),
-            intent_id,
-            cost_type,
-            amount,
-            unit,
-            provider,
-            metadata,
-        )
+        call = cost_call(self, intent_id, cost_type, amount, unit, provider, metadata)
         return Plan(call, lambda reply: recorded(call, reply))
 
     # -- sending ----------------------------------------------------------------------------

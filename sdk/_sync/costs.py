@@ -22,7 +22,32 @@ from oibus.bus.errors import NotFoundError
 from oibus.bus.keyspace import check_id
 from oibus.bus.listing import check_event_cursor, check_limit
 from oibus.bus.models import Page
+from oibus.bus.ops import Call
 from oibus.sdk._sync.base import ClientBase
+
+
+def cost_call(
+    client: ClientBase,
+    intent_id: str,
+    cost_type: str,
+    amount: float | Decimal,
+    unit: str,
+    provider: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Call:
+    """The ``record_cost`` script call with a new record id: the single call and a
+    batch's queued one are built here."""
+    return record_cost_call(
+        client.keyspace,
+        client._ops.actor,
+        str(uuid.uuid4()),
+        intent_id,
+        cost_type,
+        amount,
+        unit,
+        provider,
+        metadata,
+    )
 
 
 class CostsMixin(ClientBase):
@@ -40,17 +65,7 @@ class CostsMixin(ClientBase):
         kept to six decimal places. BudgetExceededError (nothing recorded) when it would
         pass a limit of the intent's budget; a ``budget_alert`` event when it reaches an
         alert threshold (see ``oibus.bus.costs``)."""
-        call = record_cost_call(
-            self.keyspace,
-            self._ops.actor,
-            str(uuid.uuid4()),
-            intent_id,
-            cost_type,
-            amount,
-            unit,
-            provider,
-            metadata,
-        )
+        call = cost_call(self, intent_id, cost_type, amount, unit, provider, metadata)
         return recorded(call, self._run(call))
 
     def get_costs(
