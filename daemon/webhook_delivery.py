@@ -33,11 +33,9 @@ from typing import Any, Final, cast
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from oibus import _version
 from oibus.bus.codec import to_datetime
-from oibus.bus.errors import OpenIntentError
 from oibus.bus.keyspace import Keyspace
 from oibus.bus.ops import Call
 from oibus.bus.subscriptions import StoredSubscription, decode_record, remove_subscription_call
@@ -58,7 +56,6 @@ from oibus.daemon.metrics import Metrics
 from oibus.daemon.webhook_events import EventCache
 from oibus.daemon.webhook_http import PostFailed, WebhookHTTP
 from oibus.sdk._async.runner import AsyncScriptRunner
-from oibus.sdk._errors import translate
 
 __all__ = ["CHUNK", "DEAD_LETTERS_MAX", "Command", "Deliverer", "Kicks", "write_dead_letter"]
 
@@ -473,23 +470,11 @@ class Deliverer:
 
     async def _send(self, items: Sequence[Call | Command]) -> list[Any]:
         """Script calls and plain commands in one round trip (in this order, on one
-        server); a script the server lost is loaded and the round trip made again (every
-        item is safe to repeat). Raises the first error."""
-        runner = self.runner
-        batch = [runner._evalsha(i) if isinstance(i, Call) else i for i in items]
-        try:
-            replies = await runner._pipeline(batch)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                for name in {i.script for i in items if isinstance(i, Call)}:
-                    await runner._load(name)
-                replies = await runner._pipeline(batch)
-        except OpenIntentError:
-            raise
-        except Exception as exc:
-            raise translate(exc) from exc
-        for item, reply in zip(items, replies, strict=True):
+        server). Raises the first error."""
+        replies = await self.runner.round_trip(items)
+        for reply in replies:
             if isinstance(reply, Exception):
-                raise translate(reply, script=isinstance(item, Call)) from reply
+                raise reply
         return replies
 
     def _count(self, outcome: Outcome) -> None:

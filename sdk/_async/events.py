@@ -40,7 +40,6 @@ from oibus.bus.consuming import (
 )
 from oibus.bus.errors import ValidationError
 from oibus.sdk._async.base import AsyncClientBase
-from oibus.sdk._errors import translate
 from oibus.sdk.fanin import AsyncBeat, AsyncFanIn, entries_of, is_cluster
 
 
@@ -177,7 +176,7 @@ class AsyncEventStream:
         reads an entry or two at a time paid a round trip for the XACK and one for the
         XREADGROUP (profiled: most of an agent's CPU per assignment at 500-1,000/s)."""
         runner = self.client._runner
-        if self._fanin.split or runner._pool is None:
+        if self._fanin.split or not runner.direct:
             await self._flush_acks()
             return await self._fanin.read(count, self.block_ms)
         keys = self.source.keys
@@ -189,7 +188,7 @@ class AsyncEventStream:
         read += ("COUNT", count, "BLOCK", self.block_ms, "STREAMS", *keys)
         batch.append(read + (">",) * len(keys))
         try:
-            replies = await runner._pipeline(batch)
+            replies = await runner.round_trip(batch)
         except BaseException:  # keep them for the next read or flush
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)
@@ -198,12 +197,12 @@ class AsyncEventStream:
         if failed:
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)
-            raise translate(failed[0])
+            raise failed[0]
         if self._held:
             for key, ids in acks.items():
                 self._held.difference_update((key, i) for i in ids)
         if isinstance(replies[-1], Exception):
-            raise translate(replies[-1])
+            raise replies[-1]
         return entries_of(replies[-1])
 
     async def ack(self, *deliveries: Delivery) -> None:

@@ -132,40 +132,72 @@ class AsyncScriptRunner:
             raise translate(exc, script=True) from exc
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Pipelined calls (one round trip); each reply is a value or an exception. A call
-        refused with NOSCRIPT did not run: only such calls are sent again once their
-        scripts are loaded (sending the whole pipeline again would run the others twice).
-        Scripts this runner has not used yet are loaded first, so that this happens only
-        when the server lost its cache meanwhile (a restart, a failover, SCRIPT FLUSH), and
-        only then can the calls sent again run after calls behind them. A script this user
-        may not load fails its own calls (ScriptsNotLoadedError), not the others."""
-        if not calls:
+        """Pipelined script calls (one round trip); each reply a value or an exception
+        (see ``round_trip``)."""
+        return await self.round_trip(calls)
+
+    @property
+    def direct(self) -> bool:
+        """Whether a round trip goes to one server on a connection of its own (a plain
+        client), so that a blocking read may follow other commands in it."""
+        return self._pool is not None
+
+    async def round_trip(self, items: Sequence[Call | Command]) -> list[Any]:
+        """Script calls and plain commands pipelined in one round trip, in this order;
+        each reply is a value or the (translated) error the server answered for it.
+
+        A call refused with NOSCRIPT did not run: only such calls are sent again once
+        their scripts are loaded (sending the whole pipeline again would run the others
+        twice). Scripts this runner has not used yet are loaded first, so that this
+        happens only when the server lost its cache meanwhile (a restart, a failover,
+        SCRIPT FLUSH), and only then can the calls sent again run after items behind
+        them. A script this user may not load fails its own calls
+        (ScriptsNotLoadedError), not the others."""
+        if not items:
             return []
         try:
-            await self.ensure_loaded({c.script for c in calls})
-            batch = [self._evalsha(c) for c in calls]
+            scripts = {i.script for i in items if isinstance(i, Call)}
+            if scripts:
+                await self.ensure_loaded(scripts)
+            batch = [self._evalsha(i) if isinstance(i, Call) else i for i in items]
             replies = await self._pipeline(batch)
             missing = [n for n, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
             if missing:
-                refused: dict[str, OpenIntentError] = {}
-                for name in sorted({calls[n].script for n in missing}):
-                    try:
-                        await self._load(name)
-                    except ScriptsNotLoadedError as exc:  # those calls fail, not the rest
-                        refused[name] = exc
-                again = [n for n in missing if calls[n].script not in refused]
-                for n in missing:
-                    if calls[n].script in refused:
-                        replies[n] = refused[calls[n].script]
-                if again:
-                    resent = await self._pipeline([batch[n] for n in again])
-                    for n, reply in zip(again, resent, strict=True):
-                        replies[n] = reply
+                await self._send_again(items, batch, replies, missing)
         except OpenIntentError:
             raise
         except Exception as exc:
             raise translate(exc) from exc
-        return [translate(r, script=True) if isinstance(r, Exception) else r for r in replies]
+        return [
+            translate(r, script=isinstance(i, Call)) if isinstance(r, Exception) else r
+            for i, r in zip(items, replies, strict=True)
+        ]
+
+    async def _send_again(
+        self,
+        items: Sequence[Call | Command],
+        batch: list[Command],
+        replies: list[Any],
+        missing: list[int],
+    ) -> None:
+        """Load the scripts of the calls refused with NOSCRIPT and send those calls again,
+        their replies put in place."""
+        names = {cast(Call, items[n]).script for n in missing}
+        refused: dict[str, OpenIntentError] = {}
+        for name in sorted(names):
+            try:
+                await self._load(name)
+            except ScriptsNotLoadedError as exc:  # those calls fail, not the rest
+                refused[name] = exc
+        again = [n for n in missing if cast(Call, items[n]).script not in refused]
+        for n in missing:
+            script = cast(Call, items[n]).script
+            if script in refused:
+                replies[n] = refused[script]
+        if again:
+            resent = await self._pipeline([batch[n] for n in again])
+            for n, reply in zip(again, resent, strict=True):
+                replies[n] = reply
 
     async def ensure_loaded(self, names: set[str]) -> None:
         """Load the scripts this runner has not used before (one round trip each, once per

@@ -41,7 +41,6 @@ from oibus.bus.consuming import (
 )
 from oibus.bus.errors import ValidationError
 from oibus.sdk._sync.base import ClientBase
-from oibus.sdk._errors import translate
 from oibus.sdk.fanin import Beat, FanIn, entries_of, is_cluster
 
 
@@ -178,7 +177,7 @@ class EventStream:
         reads an entry or two at a time paid a round trip for the XACK and one for the
         XREADGROUP (profiled: most of an agent's CPU per assignment at 500-1,000/s)."""
         runner = self.client._runner
-        if self._fanin.split or runner._pool is None:
+        if self._fanin.split or not runner.direct:
             self._flush_acks()
             return self._fanin.read(count, self.block_ms)
         keys = self.source.keys
@@ -190,7 +189,7 @@ class EventStream:
         read += ("COUNT", count, "BLOCK", self.block_ms, "STREAMS", *keys)
         batch.append(read + (">",) * len(keys))
         try:
-            replies = runner._pipeline(batch)
+            replies = runner.round_trip(batch)
         except BaseException:  # keep them for the next read or flush
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)
@@ -199,12 +198,12 @@ class EventStream:
         if failed:
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)
-            raise translate(failed[0])
+            raise failed[0]
         if self._held:
             for key, ids in acks.items():
                 self._held.difference_update((key, i) for i in ids)
         if isinstance(replies[-1], Exception):
-            raise translate(replies[-1])
+            raise replies[-1]
         return entries_of(replies[-1])
 
     def ack(self, *deliveries: Delivery) -> None:
