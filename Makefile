@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit lint typecheck format sync bench bench-full bench-smoke clean
+.PHONY: install browser run test unit lint typecheck format sync bench bench-full bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## browser: Debian's chromium and chromedriver for the browser tier (tests/test_ui_browser.py)
+browser:
+	@bash scripts/browser.sh
+
 ## run: start oibus on the embedded engine, run the demo, stay up until Ctrl-C
 run: $(STAMP)
 	$(BIN)/oibus up --demo
 
 ## test: everything CI checks — generated code current, lint, types, both test tiers
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)

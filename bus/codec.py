@@ -265,6 +265,12 @@ def decode_events(intent_id: str, entries: Iterable[tuple[str, Mapping[str, str]
     return out
 
 
+def index_member(created_at: datetime, intent_id: str) -> str:
+    """The index member of an intent (as ``create_intent.lua`` writes it): a listing
+    cursor that stops exactly after this intent."""
+    return f"{to_micros(created_at, 'created_at'):016d}:{intent_id}"
+
+
 def index_member_id(member: str) -> str:
     """Index members are ``<16-digit created_at micros>:<id>`` so that lexical order is
     creation order and a member is an exact, stable cursor."""

@@ -312,3 +312,33 @@ def decode_summary(intent_id: str, flat: Mapping[str, str]) -> CostSummary:
         alerts_fired=sorted(fired),
         **groups,
     )
+
+
+def budget_total(constraints: Mapping[str, Any]) -> tuple[Decimal | None, str]:
+    """The total limit an intent's constraints set, and its unit, read as
+    ``record_cost``'s script reads them (the smaller of ``max_cost`` and
+    ``budget.max_total``); for showing spending against it. ``None`` when there is no
+    total limit or it cannot be read (the script then refuses every cost: it is
+    enforced there, not here)."""
+    budget = constraints.get("budget")
+    if isinstance(budget, int | float) and not isinstance(budget, bool):
+        budget = {"max_total": budget}
+    if not isinstance(budget, Mapping):
+        budget = {}
+    cents = any(str(k).endswith("_cents") for k in budget)
+    unit = budget.get("unit")
+    unit = unit if isinstance(unit, str) and unit else ("cents" if cents else "USD")
+    limits: list[Decimal] = []
+    for raw in (
+        constraints.get("max_cost"),
+        budget.get("max_total"),
+        budget.get("max_total_cents"),
+    ):
+        if raw is None:
+            continue
+        try:
+            value = decimal_of(raw, "budget")
+        except ValidationError:
+            return None, unit
+        limits.append(value)
+    return (min(limits) if limits else None), unit

@@ -126,11 +126,16 @@ async def group_rows(redis: Any, key: str) -> list[dict[str, Any]]:
         return []
 
 
-async def _consumers(redis: Any, key: str, group: str) -> dict[str, int]:
+async def consumer_rows(redis: Any, key: str, group: str) -> list[dict[str, Any]]:
+    """XINFO CONSUMERS of one group (name, pending, idle ms), none if the group is gone."""
     try:
-        rows = await redis.xinfo_consumers(key, group)
+        return cast("list[dict[str, Any]]", await redis.xinfo_consumers(key, group))
     except ResponseError:
-        return {}
+        return []
+
+
+async def _consumers(redis: Any, key: str, group: str) -> dict[str, int]:
+    rows = await consumer_rows(redis, key, group)
     return {str(row["name"]): int(row.get("idle", 0)) for row in rows}
 
 

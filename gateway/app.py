@@ -30,10 +30,12 @@ from oibus.gateway import (
     records,
     streams,
     subscriptions,
+    ui,
 )
 from oibus.gateway.context import Gateway
 from oibus.gateway.errors import on_oibus_error, on_unexpected
 from oibus.gateway.http import respond
+from oibus.gateway.ui.render import error_page
 from oibus.sdk._async.client import AsyncClient
 
 RFCS = [f"/rfc/{n:04d}" for n in range(1, 11)]
@@ -62,6 +64,7 @@ def route_groups() -> list[BaseRoute]:
         *portfolios.routes,
         *subscriptions.routes,
         *streams.routes,
+        *ui.routes,
     ]
 
 
@@ -85,8 +88,8 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             await base.aclose()
 
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
-        OpenIntentError: on_oibus_error,
-        Exception: on_unexpected,
+        OpenIntentError: on_error,
+        Exception: on_bug,
     }
     app = Starlette(
         routes=[*route_groups(), *cfg.extra_routes],
@@ -96,6 +99,15 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
     # built once, here, from the routes this app really serves (gateway/openapi.py)
     app.state.openapi = openapi.encode(app.routes)
     return app
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    """The one error map; the dashboard answers it as a page, the API as JSON."""
+    return error_page(request, exc) if ui.is_ui(request) else await on_oibus_error(request, exc)
+
+
+async def on_bug(request: Request, exc: Exception) -> Response:
+    return error_page(request, exc) if ui.is_ui(request) else await on_unexpected(request, exc)
 
 
 # -- discovery and health -------------------------------------------------------------------

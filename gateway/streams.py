@@ -318,12 +318,18 @@ async def _end_of(client: AsyncClient, keys: tuple[str, ...]) -> dict[str, str]:
 # -- routes ---------------------------------------------------------------------------------
 async def intent_stream(request: Request) -> Response:
     c = await caller(request)
-    intent = await c.client.get_intent(path_param(request))  # 404 before any byte is sent
-    key = c.client.keyspace.events(intent.id)
-    start = _log_start(_last_eventpath_param(request)) or (await _end_of(c.client, (key,)))[key]
+    return await intent_events(request, c.client)
+
+
+async def intent_events(request: Request, client: AsyncClient) -> Response:
+    """The intent's log as SSE, resumed as the request asks; also the dashboard's live
+    log (gateway/ui/intents.py), which signs in its own way."""
+    intent = await client.get_intent(path_param(request))  # 404 before any byte is sent
+    key = client.keyspace.events(intent.id)
+    start = _log_start(_last_eventpath_param(request)) or (await _end_of(client, (key,)))[key]
     settings = SETTINGS
     return _response(
-        _log_frames(c.client.redis, key, intent.id, start, _intent_data, settings), settings
+        _log_frames(client.redis, key, intent.id, start, _intent_data, settings), settings
     )
 
 

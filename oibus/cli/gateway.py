@@ -45,6 +45,7 @@ def serve(
     os.environ["OIBUS_NAMESPACE"] = namespace
     os.environ["OIBUS_PARTITIONS"] = str(partitions)
     click.echo(f"oibus HTTP server on http://{host}:{port} (namespace {namespace!r})")
+    click.echo(f"dashboard: http://{host}:{port}/ui (sign in with an API key)")
     uvicorn.run(
         "oibus.gateway.asgi:app_from_env",
         factory=True,

@@ -227,6 +227,7 @@ def up(
             api = HttpApi(redis_url, namespace, api_port)
             api.wait_ready()
             click.echo(f"HTTP API: {api.url} (docs at /docs)")
+            click.echo(f"dashboard: {api.url}/ui (sign in with the API key)")
             click.echo(f"API key: {key}")
         if no_daemon:
             click.echo("press Ctrl-C to stop")

@@ -1,0 +1,192 @@
+"""The three dead-letter stores, as ``oibus dlq`` shows and works them: list (paged),
+inspect, replay and purge, through the same functions (daemon/deadletters.py).
+
+Replaying a whole store shows its progress: with htmx, each POST replays the next
+``CHUNK`` letters up to the newest one present when the replay began (letters that
+arrive meanwhile wait for the next replay, as on the CLI) and answers the progress bar,
+which posts the next chunk itself until it reaches that mark. Purge asks first, on a
+page of its own, and only a POST from that page deletes."""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from oibus.bus.errors import ValidationError
+from oibus.bus.listing import check_event_cursor
+from oibus.daemon.admin import dead_letter_sizes
+from oibus.daemon.deadletters import (
+    KINDS,
+    check_kind,
+    get_letter,
+    list_letters,
+    purge,
+    replay,
+    size,
+    store,
+)
+from oibus.gateway.http import path_param
+from oibus.gateway.ui.render import is_fragment, page
+from oibus.gateway.ui.session import Viewer, gateway, viewer, writer
+
+PAGE: Final = 50
+CHUNK: Final = 50
+
+
+def _kind(request: Request) -> str:
+    return check_kind(path_param(request, "kind"))
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _ids(fields: dict[str, list[str]]) -> list[str]:
+    ids = [check_event_cursor(i, "id") for i in fields.get("id", [])]
+    if len(ids) > 1000:
+        raise ValidationError("at most 1000 letters at a time", field="id")
+    return ids
+
+
+def _back(kind: str, **said: int | str) -> Response:
+    return RedirectResponse(f"/ui/dead-letters/{kind}?{urlencode(said)}", 303)
+
+
+async def letters_page(request: Request) -> Response:
+    seen = await viewer(request)
+    client = gateway(request).base
+    kind = _kind(request)
+    cursor = request.query_params.get("cursor") or None
+    found = await list_letters(client, kind, limit=PAGE, cursor=cursor)
+    q = request.query_params
+    return page(
+        request,
+        "dead_letters.html",
+        seen,
+        section="dead-letters",
+        kind=kind,
+        kinds=KINDS,
+        sizes=await dead_letter_sizes(client),
+        letters=found,
+        more=found.next_cursor,
+        said={k: q[k] for k in ("replayed", "skipped", "purged") if k in q},
+    )
+
+
+async def letters_index(request: Request) -> Response:
+    await viewer(request)
+    return RedirectResponse("/ui/dead-letters/webhooks", 303)
+
+
+async def letter_page(request: Request) -> Response:
+    seen = await viewer(request)
+    kind = _kind(request)
+    letter = await get_letter(gateway(request).base, kind, path_param(request, "letter_id"))
+    return page(request, "dead_letter.html", seen, section="dead-letters", kind=kind, letter=letter)
+
+
+async def replay_letters(request: Request) -> Response:
+    """The given letters (a form's checked boxes) at once; or the whole store: in chunks
+    with a progress bar under htmx, at once without it."""
+    seen, fields = await writer(request)
+    client = gateway(request).base
+    kind = _kind(request)
+    ids = _ids(fields)
+    if ids or not is_fragment(request):
+        result = await replay(client, kind, ids or None)
+        return _back(kind, replayed=result.replayed, skipped=len(result.skipped))
+    return await _replay_chunk(request, seen, kind, fields)
+
+
+async def _replay_chunk(
+    request: Request, seen: Viewer, kind: str, fields: dict[str, list[str]]
+) -> Response:
+    client = gateway(request).base
+
+    def number(name: str) -> int:
+        raw = (fields.get(name) or ["0"])[0]
+        if not raw.isdigit():
+            raise ValidationError(f"{name} must be a whole number", field=name)
+        return int(raw)
+
+    high = (fields.get("high") or [""])[0]
+    after = (fields.get("after") or [""])[0] or None
+    if not high:  # the first chunk: mark the newest letter present now
+        newest = await client._runner.command(
+            "XREVRANGE", store(client.keyspace, kind), "+", "-", "COUNT", 1
+        )
+        if not newest:
+            return page(
+                request,
+                "_replay.html",
+                seen,
+                kind=kind,
+                done=True,
+                replayed=0,
+                skipped=0,
+                total=0,
+                looked=0,
+                high="",
+                after="",
+            )
+        high = newest[0][0]
+        total = await size(client, kind)
+    else:
+        high = check_event_cursor(high, "high")
+        total = number("total")
+    chunk = await list_letters(client, kind, limit=CHUNK, cursor=after)
+    ids = [letter.id for letter in chunk if _order(letter.id) <= _order(high)]
+    result = await replay(client, kind, ids) if ids else None
+    replayed = number("replayed") + (result.replayed if result else 0)
+    skipped = number("skipped") + (len(result.skipped) if result else 0)
+    looked = number("looked") + len(ids)
+    done = not ids or ids[-1] == high or len(ids) < len(chunk) or chunk.next_cursor is None
+    return page(
+        request,
+        "_replay.html",
+        seen,
+        kind=kind,
+        done=done,
+        high=high,
+        after=ids[-1] if ids else "",
+        total=max(total, looked),
+        looked=looked,
+        replayed=replayed,
+        skipped=skipped,
+    )
+
+
+async def purge_confirm(request: Request) -> Response:
+    """What a purge would delete, and the button that does it."""
+    seen = await viewer(request)
+    kind = _kind(request)
+    ids = [check_event_cursor(i, "id") for i in request.query_params.getlist("id")]
+    count = len(ids) if ids else await size(gateway(request).base, kind)
+    return page(
+        request, "purge.html", seen, section="dead-letters", kind=kind, ids=ids, count=count
+    )
+
+
+async def purge_letters(request: Request) -> Response:
+    _, fields = await writer(request)
+    kind = _kind(request)
+    ids = _ids(fields)
+    if not ids and (fields.get("all") or [""])[0] != "yes":
+        raise ValidationError("name the letters to purge, or confirm all", field="id")
+    deleted = await purge(gateway(request).base, kind, ids or None)
+    return _back(kind, purged=deleted)
+
+
+routes = [
+    Route("/dead-letters", letters_index, methods=["GET"]),
+    Route("/dead-letters/{kind}", letters_page, methods=["GET"]),
+    Route("/dead-letters/{kind}/replay", replay_letters, methods=["POST"]),
+    Route("/dead-letters/{kind}/purge", purge_confirm, methods=["GET"]),
+    Route("/dead-letters/{kind}/purge", purge_letters, methods=["POST"]),
+    Route("/dead-letters/{kind}/{letter_id}", letter_page, methods=["GET"]),
+]
