@@ -41,4 +41,17 @@ def wheel_files() -> set[str]:
         names.add("/".join([*package.split("."), path.name]))
     names.update(f"oibus/lua/{lua}" for lua in lua_scripts())
     names.add("oibus/py.typed")
+    names.update(f"oibus/gateway/ui/{path}" for path in ui_assets())
     return names
+
+
+def ui_assets() -> list[str]:
+    """The dashboard's templates and static files (package data of ``oibus.gateway.ui``),
+    relative to gateway/ui/."""
+    ui = ROOT / "gateway" / "ui"
+    return sorted(
+        p.relative_to(ui).as_posix()
+        for folder in ("templates", "static")
+        for p in (ui / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )

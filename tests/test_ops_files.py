@@ -373,10 +373,7 @@ def test_compose_daemon_and_prometheus_agree() -> None:
     prometheus = services["prometheus"]
     assert str(prometheus["image"]).startswith("prom/prometheus")
     assert 9090 in container_ports(prometheus)
-    mounts = {}
-    for volume in prometheus["volumes"]:
-        source, target = str(volume).split(":")[:2]
-        mounts[target] = source
+    mounts = bind_mounts(prometheus)
     assert (ROOT / mounts["/etc/prometheus/prometheus.yml"]).resolve() == PROMETHEUS
 
     config = load(PROMETHEUS)
@@ -393,6 +390,15 @@ def test_compose_daemon_and_prometheus_agree() -> None:
     for rule_file in config.get("rule_files", []):
         assert rule_file in mounts, f"{rule_file} is not mounted into the container"
         assert (ROOT / mounts[rule_file]).is_file()
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A compose service's volumes: container path -> source."""
+    mounts = {}
+    for volume in service["volumes"]:
+        source, target = str(volume).split(":")[:2]
+        mounts[target] = source
+    return mounts
 
 
 def metric_series() -> set[str]:
@@ -614,3 +620,40 @@ def test_sizing_smoke_runs_and_cleans_up(embedded_url: str) -> None:
     for text in ("bare intent", "per lease", "per bus pointer", "sum of MEMORY USAGE"):
         assert text in done.stdout
     assert re.search(r"Cleanup: deleted [\d,]+ keys, 0 left\.", done.stdout), done.stdout
+
+
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def test_grafana_is_provisioned_with_a_dashboard_of_real_metrics() -> None:
+    """compose.yaml provisions Grafana beside Prometheus: the data source points at the
+    Prometheus service, the dashboard folder is mounted where the provider reads, and
+    every panel's query names series the daemon exports."""
+    services = load(COMPOSE)["services"]
+    grafana = services["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana")
+    assert 3000 in container_ports(grafana)
+    mounts = bind_mounts(grafana)
+    assert (ROOT / mounts["/etc/grafana/provisioning"]).resolve() == GRAFANA / "provisioning"
+    dashboards = (ROOT / mounts["/var/lib/grafana/dashboards"]).resolve()
+    sources = load(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
+    assert sources[0]["url"] == "http://prometheus:9090" and "prometheus" in services
+    provider = load(GRAFANA / "provisioning" / "dashboards" / "oibus.yml")["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboard = json.loads((dashboards / "oibus.json").read_text())
+    known = metric_series()
+    uid = sources[0]["uid"]
+    used: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == uid
+            names = set(re.findall(r"\boibus_[a-z_]+", target["expr"]))
+            assert names and names <= known, (panel["title"], names - known)
+            used |= names
+    # every metric family has a panel
+    families = {
+        n.removesuffix("_bucket").removesuffix("_total")
+        for n in known
+        if not n.endswith(("_count", "_sum"))
+    }
+    assert {n.removesuffix("_bucket").removesuffix("_total") for n in used} == families

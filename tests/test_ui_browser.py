@@ -206,7 +206,10 @@ def test_graph_draws_and_follows_status(
 ) -> None:
     browser.get(f"{live.url}/ui/intents/{plan['goal']}/graph")
     holder = browser.find_element(By.ID, "graph")
-    wait(browser, lambda d: holder.get_attribute("data-ready") == "yes")
+    try:
+        wait(browser, lambda d: holder.get_attribute("data-ready") == "yes")
+    except TimeoutException:
+        pytest.fail(f"not drawn: {holder.get_attribute('data-error')} {browser.get_log('browser')}")
     assert holder.get_attribute("data-nodes") == "5"
     statuses = json.loads(holder.get_attribute("data-statuses") or "{}")
     assert statuses[plan["research"]] == "completed"

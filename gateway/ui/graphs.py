@@ -44,8 +44,8 @@ def graph_json(graph: IntentGraph) -> dict[str, Any]:
 def members_json(portfolio: Portfolio, intents: list[Any]) -> dict[str, Any]:
     """A portfolio's members as one picture: their dependencies and parents among them."""
     ids = {i.id for i in intents}
-    edges = [
-        {"source": d, "target": i.id, "kind": "depends_on"}
+    edges = [  # as get_intent_graph: a depends_on edge's source is the waiting intent
+        {"source": i.id, "target": d, "kind": "depends_on"}
         for i in intents
         for d in i.depends_on
         if d in ids

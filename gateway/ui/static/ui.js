@@ -85,8 +85,12 @@
     const nodes = data.nodes.map(function (n) {
       return { group: "nodes", data: { id: n.id, label: n.title, status: n.status, root: n.id === data.root } };
     });
+    // a depends_on edge names the waiting intent as its source: drawn the other way, so
+    // an arrow runs from what is needed to what needs it (and from a parent to a child)
     const edges = data.edges.map(function (e) {
-      return { group: "edges", data: { id: e.kind + ":" + e.source + ">" + e.target, source: e.source, target: e.target, kind: e.kind } };
+      const from = e.kind === "depends_on" ? e.target : e.source;
+      const to = e.kind === "depends_on" ? e.source : e.target;
+      return { group: "edges", data: { id: e.kind + ":" + from + ">" + to, source: from, target: to, kind: e.kind } };
     });
     return nodes.concat(edges);
   }
@@ -117,8 +121,7 @@
     let seen = "";
     const layout = function (data) {
       const roots = data.nodes.some(function (n) { return n.id === data.root; }) ? [data.root] : undefined;
-      // maximal: a node sits below everything it waits for, so dependencies read top-down
-      return { name: "breadthfirst", directed: true, maximal: true, roots: roots, spacingFactor: 1.1, padding: 24, animate: false };
+      return { name: "breadthfirst", directed: true, roots: roots, spacingFactor: 1.1, padding: 24, animate: false };
     };
     const draw = function (data) {
       const now = shape(data);
@@ -126,7 +129,6 @@
         cy = window.cytoscape({
           container: holder,
           elements: graphElements(data),
-          wheelSensitivity: 0.3,
           style: [
             { selector: "node", style: {
               "background-color": function (n) { return COLOURS[n.data("status")] || "#888"; },
