@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oibus import _version
@@ -35,7 +36,7 @@ from oibus.gateway import (
 from oibus.gateway.context import Gateway
 from oibus.gateway.errors import on_oibus_error, on_unexpected
 from oibus.gateway.http import respond
-from oibus.gateway.ui.render import error_page
+from oibus.gateway.ui.render import error_page, status_page
 from oibus.sdk._async.client import AsyncClient
 
 RFCS = [f"/rfc/{n:04d}" for n in range(1, 11)]
@@ -88,6 +89,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             await base.aclose()
 
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
+        HTTPException: on_http,
         OpenIntentError: on_error,
         Exception: on_bug,
     }
@@ -104,6 +106,17 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
 async def on_error(request: Request, exc: Exception) -> Response:
     """The one error map; the dashboard answers it as a page, the API as JSON."""
     return error_page(request, exc) if ui.is_ui(request) else await on_oibus_error(request, exc)
+
+
+async def on_http(request: Request, exc: Exception) -> Response:
+    """No such route or method: a page in the dashboard, Starlette's plain answer else."""
+    assert isinstance(exc, HTTPException)
+    if ui.is_ui(request) and exc.status_code >= 400:
+        said = f"no page {request.url.path}" if exc.status_code == 404 else exc.detail
+        return status_page(request, exc.status_code, said)
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 async def on_bug(request: Request, exc: Exception) -> Response:

@@ -117,6 +117,14 @@ def test_up_serves_until_signalled_then_stops_the_engine(tmp_path: Path) -> None
         assert made.status_code == 200, made.text
         assert made.json()["title"] == "via up" and made.json()["version"] == 1
         assert http.post("/api/v1/intents", json={"title": "no key"}).status_code == 401
+        # the dashboard it prints, signed in with the key it prints
+        dashboard = re.search(
+            r"^dashboard: (http://\S+) \(sign in with the API key\)$", output, re.M
+        )
+        assert dashboard and dashboard.group(1) == api + "/ui", output
+        assert http.post("/ui/login", data={"key": key, "next": "/ui/"}).status_code == 303
+        overview = http.get("/ui/")
+        assert overview.status_code == 200 and 'id="stat-intents"' in overview.text
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     proc.stdout.close()

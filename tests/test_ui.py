@@ -113,6 +113,7 @@ def test_bad_input_is_a_page_with_a_4xx(gateway: LiveGateway) -> None:
         "/ui/dead-letters/bus?cursor=zz": (400, ""),
         "/ui/portfolios?status=sleeping": (400, "no portfolio status"),
         "/ui/portfolios/missing": (404, ""),
+        "/ui/no-such-page": (404, "no page /ui/no-such-page"),
     }
     for path, (status, said) in cases.items():
         page = web.get(path)

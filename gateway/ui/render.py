@@ -149,4 +149,8 @@ def error_page(request: Request, exc: Exception) -> Response:
         if request.method in ("GET", "HEAD"):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", 303)
+    return status_page(request, status, message)
+
+
+def status_page(request: Request, status: int, message: str) -> Response:
     return page(request, "error.html", None, status=status, code=status, message=message)
