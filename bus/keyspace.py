@@ -230,6 +230,12 @@ class Keyspace:
         role, label, created_at). The key itself is never stored."""
         return f"{{{self.namespace}}}:keys"
 
+    def ui_session(self, token_digest: str) -> str:
+        """A dashboard sign-in (string with a TTL): SHA-256 of the session token in the
+        browser's cookie -> the digest of the API key it signed in with. The cookie never
+        holds the key, and the key's record is looked up on every page (revoked: out)."""
+        return f"{{{self.namespace}}}:ui:s:{token_digest}"
+
     @property
     def subscriptions(self) -> str:
         """Subscription records by id (hash, JSON values): namespace-wide, because a global

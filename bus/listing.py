@@ -141,9 +141,19 @@ def group_by_partition(ks: Keyspace, intent_ids: Sequence[str]) -> list[list[str
 def check_event_cursor(cursor: object, field: str = "after") -> str:
     """Stream entry ids (``<ms>-<n>``) are the cursors of every log read."""
     parts = cursor.split("-") if isinstance(cursor, str) else []
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    # ASCII digits only ("²" is a digit to str.isdigit), each part a 64-bit number, and
+    # not the largest id, after which nothing can be read (the server refuses "(max")
+    if (
+        len(parts) != 2
+        or not all(p.isascii() and p.isdigit() and len(p) <= 20 for p in parts)
+        or not all(int(p) <= _ID_PART_MAX for p in parts)
+        or int(parts[0]) == int(parts[1]) == _ID_PART_MAX
+    ):
         raise ValidationError(f"{field} must be an entry id like '1700000000000-0'", field=field)
     return str(cursor)
+
+
+_ID_PART_MAX = 2**64 - 1
 
 
 def event_bounds(*, since: datetime | None, after: str | None, reverse: bool) -> tuple[str, str]:

@@ -97,6 +97,9 @@ class StreamSettings:
     """Entries read (and sent as one chunk) at a time: bounds a connection's memory."""
     retry_ms: int = 2000
     """The reconnect delay suggested to clients (``retry:``)."""
+    max_seconds: float | None = None
+    """End a stream after this long (the client reconnects from its last id, and is
+    authenticated again): the dashboard's, so a revoked key stops seeing events."""
 
 
 def _from_env() -> StreamSettings:
@@ -180,7 +183,8 @@ async def _log_frames(
     """One log, from ``start`` (exclusive) on: replay and live are one XREAD loop."""
     last = start
     clock = _Clock(settings)
-    while True:
+    ends = None if settings.max_seconds is None else time.monotonic() + settings.max_seconds
+    while ends is None or time.monotonic() < ends:
         reply = await redis.xread({key: last}, count=settings.batch, block=clock.wait_ms())
         chunk = []
         for _, entry_id, fields in entries_of(reply):
@@ -321,13 +325,15 @@ async def intent_stream(request: Request) -> Response:
     return await intent_events(request, c.client)
 
 
-async def intent_events(request: Request, client: AsyncClient) -> Response:
+async def intent_events(
+    request: Request, client: AsyncClient, settings: StreamSettings | None = None
+) -> Response:
     """The intent's log as SSE, resumed as the request asks; also the dashboard's live
     log (gateway/ui/intents.py), which signs in its own way."""
     intent = await client.get_intent(path_param(request))  # 404 before any byte is sent
     key = client.keyspace.events(intent.id)
     start = _log_start(_last_eventpath_param(request)) or (await _end_of(client, (key,)))[key]
-    settings = SETTINGS
+    settings = settings or SETTINGS
     return _response(
         _log_frames(client.redis, key, intent.id, start, _intent_data, settings), settings
     )

@@ -6,20 +6,25 @@ The browser itself is tests/test_ui_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
+import redis.cluster
 from gateway_server import LiveGateway, live_gateway
 
-from oibus import Client
+from oibus import AsyncClient, Client
 from oibus.embedded import EmbeddedServer
-from oibus.gateway.ui.session import csrf_for
+from oibus.gateway.keys import add_key, revoke_key
+from oibus.gateway.ui.session import COOKIE, csrf_for
 
 pytestmark = pytest.mark.real
 
@@ -48,6 +53,11 @@ def _close_clients() -> Iterator[None]:
         OPEN.pop().close()
 
 
+def token(web: httpx.Client) -> str:
+    """The signed-in browser's CSRF token, as its pages carry it."""
+    return csrf_for(web.cookies[COOKIE])
+
+
 def message(page: httpx.Response) -> str:
     found = re.search(r'id="error-message">([^<]*)<', page.text)
     return found.group(1) if found else ""
@@ -74,14 +84,35 @@ def test_signing_in(gateway: LiveGateway) -> None:
     assert done.status_code == 303 and done.headers["location"] == "/ui/intents"
     cookie = done.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie
+    assert gateway.keys["reader"].lower() not in cookie  # a session token, never the key
     # never sent elsewhere after signing in
     for target in ("//evil.example/x", "https://evil.example/", "/api/v1/intents", "/ui\\@x"):
         away = web.post("/ui/login", data={"key": gateway.keys["reader"], "next": target})
         assert away.headers["location"] == "/ui/", target
     assert web.get("/ui/").status_code == 200
+    kept = web.cookies[COOKIE]
     web.post("/ui/logout")
     web.cookies.clear()
     assert web.get("/ui/").status_code == 303
+    web.cookies.set(COOKIE, kept, path="/ui")  # the old session is gone from the bus
+    assert web.get("/ui/").status_code == 303
+
+
+def test_a_revoked_key_is_out_on_the_next_page(gateway: LiveGateway) -> None:
+    async def add() -> str:
+        async with AsyncClient(gateway.redis_url, namespace=gateway.namespace) as client:
+            return (await add_key(client, "temp", "reader"))[0]
+
+    async def revoke(key: str) -> None:
+        async with AsyncClient(gateway.redis_url, namespace=gateway.namespace) as client:
+            await revoke_key(client, key)
+
+    key = asyncio.run(add())
+    web = browser(gateway)
+    assert web.post("/ui/login", data={"key": key, "next": "/ui/"}).status_code == 303
+    assert web.get("/ui/agents").status_code == 200
+    asyncio.run(revoke(key))
+    assert web.get("/ui/agents").status_code == 303
 
 
 def test_every_page_for_a_reader(gateway: LiveGateway, bus: Client) -> None:
@@ -103,7 +134,7 @@ def test_bad_input_is_a_page_with_a_4xx(gateway: LiveGateway) -> None:
     cases = {
         "/ui/intents?status=finished": (400, "no status"),
         "/ui/intents?cursor=garbage": (400, "cursor"),
-        "/ui/intents?portfolio=nope&cursor=x": (404, ""),
+        "/ui/intents?portfolio=nope": (404, ""),
         "/ui/intents?q=" + "x" * 300: (400, "at most 256"),
         "/ui/intents/no-such-intent": (404, "no-such-intent"),
         "/ui/intents/no-such-intent/graph.json": (404, ""),
@@ -114,11 +145,21 @@ def test_bad_input_is_a_page_with_a_4xx(gateway: LiveGateway) -> None:
         "/ui/portfolios?status=sleeping": (400, "no portfolio status"),
         "/ui/portfolios/missing": (404, ""),
         "/ui/no-such-page": (404, "no page /ui/no-such-page"),
+        "/ui/dead-letters/bus?cursor=99999999999999999999999-0": (400, "entry id"),
+        "/ui/dead-letters/bus/18446744073709551615-18446744073709551615": (400, "entry id"),
+        "/ui/dead-letters/bus/\u00b2-0": (400, "entry id"),
+        "/ui/intents?portfolio=p&cursor=zz": (400, "cursor"),
     }
     for path, (status, said) in cases.items():
         page = web.get(path)
         assert page.status_code == status, (path, page.status_code, page.text[:300])
         assert "<html" in page.text and said in message(page), (path, message(page))
+    # what a redirect reports is read as numbers; anything else is ignored, not shown
+    shown = web.get("/ui/dead-letters/bus?replayed=3&purged=<b>x</b>")
+    assert shown.status_code == 200 and "Replayed 3; 0 could not be" in shown.text
+    assert "&lt;b&gt;" not in shown.text and "<b>x</b>" not in shown.text
+    crowded = web.post("/ui/login", content="&".join(f"f{n}=1" for n in range(3000)))
+    assert crowded.status_code == 400 and "fields" in message(crowded)
 
 
 def test_writes_need_an_admin_a_token_and_this_origin(gateway: LiveGateway, bus: Client) -> None:
@@ -126,13 +167,13 @@ def test_writes_need_an_admin_a_token_and_this_origin(gateway: LiveGateway, bus:
     lease = bus.acquire_lease(intent.id, "draft", 60)
     path = f"/ui/intents/{intent.id}/leases/{lease.id}/revoke"
     reader = browser(gateway, "reader")
-    token = csrf_for(gateway.keys["reader"])
-    refused = reader.post(path, data={"csrf": token})
+    theirs = token(reader)
+    refused = reader.post(path, data={"csrf": theirs})
     assert refused.status_code == 403 and "needs an admin key" in message(refused)
     admin = browser(gateway, "admin")
-    own = csrf_for(gateway.keys["admin"])
+    own = token(admin)
     assert admin.post(path, data={}).status_code == 403  # no token
-    assert admin.post(path, data={"csrf": token}).status_code == 403  # another key's token
+    assert admin.post(path, data={"csrf": theirs}).status_code == 403  # another session's
     forged = admin.post(path, data={"csrf": own}, headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403 and "another site" in message(forged)
     opaque = admin.post(path, data={"csrf": own}, headers={"Origin": "null"})
@@ -238,3 +279,74 @@ def test_pages_cost_the_same_at_100k_intents(tmp_path: Path) -> None:
             conn.close()
     finally:
         server.stop()
+
+
+def raw(url: str) -> Any:
+    """A plain redis-py client of the tier's server (a cluster client on the cluster)."""
+    if url.startswith("redis+cluster://"):
+        return redis.cluster.RedisCluster.from_url(
+            url.replace("redis+cluster://", "redis://"), decode_responses=True
+        )
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def _dead_letters(conn: Any, bus: Client, n: int) -> list[str]:
+    """``n`` bus-store letters whose replay is harmless (the handling of a real entry)."""
+    ks = bus.keyspace
+    intent = bus.create_intent("for the dead letters")
+    part = ks.partition(intent.id)
+    entry, fields = next((i, f) for i, f in conn.xrange(ks.bus(part)) if f.get("i") == intent.id)
+    ids = [
+        conn.xadd(
+            ks.bus_dead_letters,
+            {"partition": part, "entry": entry, "type": fields.get("t", "?"), "intent": intent.id,
+             "deliveries": 10, "error": "boom", "fields": json.dumps(fields)},
+        )
+        for _ in range(n)
+    ]  # fmt: skip
+    return [str(i) for i in ids]
+
+
+def test_replay_and_purge_do_only_what_was_asked(gateway: LiveGateway, bus: Client) -> None:
+    ks = bus.keyspace
+    conn = raw(gateway.redis_url)
+    conn.delete(ks.bus_dead_letters)
+    ids = _dead_letters(conn, bus, 3)
+    admin = browser(gateway, "admin")
+    path = "/ui/dead-letters/bus"
+    nothing = admin.post(path + "/replay", data={"csrf": token(admin)})
+    assert nothing.status_code == 400 and "tick the letters" in message(nothing)
+    assert conn.xlen(ks.bus_dead_letters) == 3  # nothing checked: nothing replayed
+    one = admin.post(path + "/replay", data={"csrf": token(admin), "id": ids[0]})
+    assert one.status_code == 303 and "replayed=1" in one.headers["location"]
+    assert conn.xlen(ks.bus_dead_letters) == 2
+    asked = admin.post(path + "/purge", data={"csrf": token(admin), "id": ids[1]})
+    assert asked.status_code == 200 and "Purge 1 bus dead letter?" in asked.text
+    assert conn.xlen(ks.bus_dead_letters) == 2  # asking deletes nothing
+    assert token(admin) not in str(asked.url)
+    done = admin.post(
+        path + "/purge", data={"csrf": token(admin), "id": ids[1], "confirmed": "yes"}
+    )
+    assert done.status_code == 303 and "purged=1" in done.headers["location"]
+    assert [i for i, _ in conn.xrange(ks.bus_dead_letters)] == [ids[2]]
+    rest = admin.post(path + "/replay", data={"csrf": token(admin), "all": "yes"})
+    assert rest.status_code == 303 and "replayed=1" in rest.headers["location"]
+    assert conn.xlen(ks.bus_dead_letters) == 0
+    conn.close()
+
+
+def test_portfolio_listing_pages_by_member(gateway: LiveGateway, bus: Client) -> None:
+    portfolio = bus.create_portfolio("many")
+    made = bus.create_intents([{"title": f"member {n}"} for n in range(60)])
+    for intent in made:
+        bus.add_intent_to_portfolio(portfolio.id, intent.id)
+    web = browser(gateway, "reader")
+    first = web.get(f"/ui/intents?portfolio={portfolio.id}")
+    ids = re.findall(r'<tr data-id="([^"]+)"', first.text)
+    more = re.search(r'id="next-page" href="([^"]+)"', first.text)
+    assert len(ids) == 50 and more
+    late = bus.create_intent("added between pages")
+    bus.add_intent_to_portfolio(portfolio.id, late.id)  # newest: on a first page, not the next
+    second = web.get(more.group(1).replace("&amp;", "&"))
+    ids += re.findall(r'<tr data-id="([^"]+)"', second.text)
+    assert sorted(ids) == sorted(i.id for i in made)

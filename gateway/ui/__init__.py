@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 from oibus.bus.errors import AuthenticationError
 from oibus.gateway.ui import agents, deadletters, graphs, intents, overview
 from oibus.gateway.ui.render import page
-from oibus.gateway.ui.session import form, same_origin, sign_in, sign_out, viewer_of_key
+from oibus.gateway.ui.session import form, same_origin, sign_in, sign_out
 
 PREFIX = "/ui"
 
@@ -33,21 +33,20 @@ async def login(request: Request) -> Response:
     fields = await form(request)
     key = (fields.get("key") or [""])[0].strip()
     target = _next((fields.get("next") or [""])[0])
+    answer = RedirectResponse(target, 303)
     try:
         if not key:
             raise AuthenticationError("paste an API key (`oibus keys add <name> --role reader`)")
-        await viewer_of_key(request, key)
+        await sign_in(request, answer, key)
     except AuthenticationError as exc:
         return page(request, "login.html", None, status=401, next=target, error=exc.message)
-    answer = RedirectResponse(target, 303)
-    sign_in(answer, request, key)
     return answer
 
 
 async def logout(request: Request) -> Response:
     same_origin(request)
     answer = RedirectResponse(PREFIX + "/login", 303)
-    sign_out(answer)
+    await sign_out(request, answer)
     return answer
 
 

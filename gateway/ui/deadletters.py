@@ -9,7 +9,7 @@ page of its own, and only a POST from that page deletes."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -42,8 +42,8 @@ def _kind(request: Request) -> str:
 
 
 def _order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+    ms, _, seq = check_event_cursor(entry_id, "id").partition("-")
+    return int(ms), int(seq)
 
 
 def _ids(fields: dict[str, list[str]]) -> list[str]:
@@ -51,6 +51,17 @@ def _ids(fields: dict[str, list[str]]) -> list[str]:
     if len(ids) > 1000:
         raise ValidationError("at most 1000 letters at a time", field="id")
     return ids
+
+
+def _all(fields: dict[str, list[str]]) -> bool:
+    return (fields.get("all") or [""])[0] == "yes"
+
+
+def _number(fields: dict[str, list[str]], name: str) -> int:
+    raw = (fields.get(name) or ["0"])[0]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ValidationError(f"{name} must be a whole number", field=name)
+    return int(raw)
 
 
 def _back(kind: str, **said: int | str) -> Response:
@@ -74,8 +85,22 @@ async def letters_page(request: Request) -> Response:
         sizes=await dead_letter_sizes(client),
         letters=found,
         more=found.next_cursor,
-        said={k: q[k] for k in ("replayed", "skipped", "purged") if k in q},
+        said=_said(q),
     )
+
+
+def _said(q: Any) -> dict[str, int]:
+    """What the last action reported (the redirect's query), as numbers; anything else
+    in the query is ignored rather than shown."""
+    said: dict[str, int] = {}
+    for name in ("replayed", "skipped", "purged", "more"):
+        raw = q.get(name, "")
+        if raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            said[name] = int(raw)
+    if "replayed" in said:
+        said.setdefault("skipped", 0)
+        said.setdefault("more", 0)
+    return said
 
 
 async def letters_index(request: Request) -> Response:
@@ -91,16 +116,24 @@ async def letter_page(request: Request) -> Response:
 
 
 async def replay_letters(request: Request) -> Response:
-    """The given letters (a form's checked boxes) at once; or the whole store: in chunks
-    with a progress bar under htmx, at once without it."""
+    """The letters a form names (checked boxes, or one letter's page); or, with
+    ``all=yes``, the whole store: chunk by chunk with a progress bar under htmx, one
+    chunk per click without it (the page says how many remain)."""
     seen, fields = await writer(request)
     client = gateway(request).base
     kind = _kind(request)
     ids = _ids(fields)
-    if ids or not is_fragment(request):
-        result = await replay(client, kind, ids or None)
+    if ids:
+        result = await replay(client, kind, ids)
         return _back(kind, replayed=result.replayed, skipped=len(result.skipped))
-    return await _replay_chunk(request, seen, kind, fields)
+    if not _all(fields):
+        raise ValidationError("tick the letters to replay, or replay all", field="id")
+    if is_fragment(request):
+        return await _replay_chunk(request, seen, kind, fields)
+    chunk = await list_letters(client, kind, limit=CHUNK)
+    result = await replay(client, kind, [letter.id for letter in chunk])
+    more = max(0, await size(client, kind) - len(result.skipped))
+    return _back(kind, replayed=result.replayed, skipped=len(result.skipped), more=more)
 
 
 async def _replay_chunk(
@@ -109,13 +142,12 @@ async def _replay_chunk(
     client = gateway(request).base
 
     def number(name: str) -> int:
-        raw = (fields.get(name) or ["0"])[0]
-        if not raw.isdigit():
-            raise ValidationError(f"{name} must be a whole number", field=name)
-        return int(raw)
+        return _number(fields, name)
 
     high = (fields.get("high") or [""])[0]
     after = (fields.get("after") or [""])[0] or None
+    if after is not None:
+        check_event_cursor(after, "after")
     if not high:  # the first chunk: mark the newest letter present now
         newest = await client._runner.command(
             "XREVRANGE", store(client.keyspace, kind), "+", "-", "COUNT", 1
@@ -173,11 +205,19 @@ async def purge_confirm(request: Request) -> Response:
 
 
 async def purge_letters(request: Request) -> Response:
-    _, fields = await writer(request)
+    """Checked boxes arrive here first (a POST, so the CSRF token never travels in a
+    URL) and get the confirmation page; only its own form, with ``confirmed=yes``,
+    deletes."""
+    seen, fields = await writer(request)
     kind = _kind(request)
     ids = _ids(fields)
-    if not ids and (fields.get("all") or [""])[0] != "yes":
-        raise ValidationError("name the letters to purge, or confirm all", field="id")
+    if not ids and not _all(fields):
+        raise ValidationError("tick the letters to purge, or purge all", field="id")
+    if (fields.get("confirmed") or [""])[0] != "yes":
+        count = len(ids) if ids else await size(gateway(request).base, kind)
+        return page(
+            request, "purge.html", seen, section="dead-letters", kind=kind, ids=ids, count=count
+        )
     deleted = await purge(gateway(request).base, kind, ids or None)
     return _back(kind, purged=deleted)
 

@@ -65,7 +65,7 @@ def members_json(portfolio: Portfolio, intents: list[Any]) -> dict[str, Any]:
             "by_status": agg.by_status,
             "completion_percentage": agg.completion_percentage,
         },
-        "truncated": len(portfolio.intents) > len(intents),
+        "truncated": len(portfolio.intents) > NODES,
     }
 
 

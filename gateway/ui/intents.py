@@ -10,7 +10,7 @@ page reads the newest ``EVENTS`` events, then follows the log live over SSE from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
@@ -18,12 +18,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from oibus.bus.codec import index_member
+from oibus.bus.codec import index_member, to_micros
 from oibus.bus.costs import budget_total
 from oibus.bus.errors import ValidationError
 from oibus.bus.listing import check_cursor
 from oibus.bus.models import Intent
+from oibus.bus.portfolios import PortfolioMember
 from oibus.bus.statuses import IntentStatus
+from oibus.gateway import streams
 from oibus.gateway.http import path_param
 from oibus.gateway.shapes import REFERENCE_TYPES
 from oibus.gateway.streams import intent_events
@@ -36,6 +38,9 @@ SCAN: Final = 2000
 """Intents one list page looks at, at most, for filters the indexes cannot answer."""
 EVENTS: Final = 100
 FAILURES: Final = 50
+LIVE_SECONDS: Final = 60.0
+"""A live log's stream ends after this and the browser reconnects from its last event,
+signed in again: a revoked key stops seeing events within a minute."""
 FRAME_TYPES: Final = sorted({*REFERENCE_TYPES, "comment"})
 """The SSE event names the live log can receive (an EventSource listens by name)."""
 
@@ -96,11 +101,14 @@ async def _listed(
     found: list[Intent] = []
     scanned = 0
     position = check_cursor(cursor)
+    # one index only: with both a creator and a status, list_intents would filter the
+    # creator's index itself, reading more than it returns (not counted against SCAN)
+    status = None if f.creator else f.status
     while True:
         batch = await client.list_intents(
-            status=f.status,
+            status=status,
             created_by=f.creator,
-            limit=PAGE * 4 if f.narrows else PAGE,
+            limit=PAGE * 4 if f.narrows or status != f.status else PAGE,
             cursor=position,
         )
         for intent in batch:
@@ -117,27 +125,41 @@ async def _listed(
             return found, position, scanned
 
 
+def _member_order(member: PortfolioMember) -> tuple[int, str]:
+    return to_micros(member.added_at, "added_at"), member.intent_id
+
+
+def _member_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    micros, _, intent_id = cursor.partition(":")
+    if not (micros.isascii() and micros.isdigit() and len(micros) <= 18 and intent_id):
+        raise ValidationError("cursor is not one this listing returned", field="cursor")
+    return int(micros), intent_id
+
+
 async def _members(
     client: AsyncClient, f: Filters, cursor: str | None
 ) -> tuple[list[Intent], str | None, int]:
-    """A portfolio's members (newest added first), paged by position in that order."""
+    """A portfolio's members, newest added first; the cursor is the last member looked
+    at (when it was added, its id), so members added or removed between pages neither
+    repeat nor push others out."""
     assert f.portfolio is not None
+    after = _member_cursor(cursor)
     portfolio = await client.get_portfolio(f.portfolio)
-    members = sorted(portfolio.intents, key=lambda m: m.added_at, reverse=True)
-    start = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise ValidationError("cursor is not one this listing returned", field="cursor")
-        start = int(cursor)
+    members = sorted(portfolio.intents, key=_member_order, reverse=True)
+    if after is not None:
+        members = [m for m in members if _member_order(m) < after]
     found: list[Intent] = []
-    at = start
-    while at < len(members) and at - start < SCAN:
-        chunk = [m.intent_id for m in members[at : at + PAGE]]
-        found += [i for i in await client._fetch_intents(chunk) if f.keep(i)]
-        at += len(chunk)
-        if len(found) >= PAGE:
-            break
-    return found, (str(at) if at < len(members) else None), at - start
+    looked = 0
+    while looked < len(members) and looked < SCAN and len(found) < PAGE:
+        chunk = members[looked : looked + PAGE]
+        found += [i for i in await client._fetch_intents([m.intent_id for m in chunk]) if f.keep(i)]
+        looked += len(chunk)
+    if looked >= len(members):
+        return found, None, looked
+    micros, intent_id = _member_order(members[looked - 1])
+    return found, f"{micros}:{intent_id}", looked
 
 
 async def intents_page(request: Request) -> Response:
@@ -198,9 +220,10 @@ def _budget(limit: Decimal, unit: str, spent: float) -> dict[str, Any]:
 async def intent_live(request: Request) -> Response:
     """The intent's log as SSE from the event after ``last_event_id`` (or after the
     browser's ``Last-Event-ID`` when it reconnects): the API's own stream, signed in by
-    the dashboard's cookie."""
+    the dashboard's cookie, for ``LIVE_SECONDS`` at a time."""
     await viewer(request)
-    return await intent_events(request, gateway(request).base)
+    settings = replace(streams.SETTINGS, max_seconds=LIVE_SECONDS)
+    return await intent_events(request, gateway(request).base, settings)
 
 
 async def revoke(request: Request) -> Response:

@@ -1,21 +1,29 @@
 """Who is looking at the dashboard, and whether a form they sent may act.
 
-A browser cannot put an API key in a header on a link it follows, so the dashboard
-signs in once: the key is posted to ``/ui/login`` and kept in a cookie that scripts
-cannot read (``HttpOnly``), that no other site's page can make the browser send
-(``SameSite=Strict``) and that only ``/ui`` receives. Every page looks the key up again
-(one HGET), so a revoked key stops working on the next click, as it does on the API.
+A browser cannot put an API key in a header on a link it follows, so the dashboard signs
+in once: the key is posted to ``/ui/login``, checked, and a random session token is set
+in a cookie. The cookie never holds the key: the bus keeps ``{ns}:ui:s:<sha256(token)>``
+-> the key's digest, with a TTL, and every page looks the key's record up again through
+it (two reads), so a revoked key stops working on the next click, as on the API. The
+cookie is ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict`` (no other
+site's page can make the browser send it), only for ``/ui``, and ``Secure`` on https
+(``OIBUS_UI_SECURE_COOKIE=1`` forces it behind a TLS proxy whose headers uvicorn does
+not trust). It ends with the browser session; the bus forgets it after ``SESSION_SECONDS``
+or at sign-out.
 
 Writes (replay, purge, revoke) are admin-only and CSRF-safe three ways: the cookie is
-``SameSite=Strict``; a form must carry a token derived from the key (an HMAC of the key,
-which a page of another origin cannot read); and a request whose ``Origin`` (or, without
-one, ``Referer``) names another host is refused.
+``SameSite=Strict``; a form must carry a token derived from the session token (an HMAC,
+which a page of another origin cannot read or make); and a request whose ``Origin`` (or,
+without one, ``Referer``) names another host than the request's ``Host`` is refused (a
+proxy in front must pass ``Host`` through).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
@@ -23,8 +31,13 @@ from urllib.parse import parse_qs, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from oibus.bus.apikeys import Role
-from oibus.bus.errors import AccessDeniedError, AuthenticationError, PayloadTooLargeError
+from oibus.bus.apikeys import Role, decode_record, digest
+from oibus.bus.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    PayloadTooLargeError,
+    ValidationError,
+)
 from oibus.gateway.context import Gateway
 from oibus.gateway.keys import lookup
 
@@ -34,6 +47,7 @@ CSRF_HEADER: Final = "x-csrf-token"
 SESSION_SECONDS: Final = 12 * 3600
 FORM_BYTES: Final = 64 * 1024
 """The largest form the dashboard takes (ids of a page of dead letters fit many times)."""
+FORM_FIELDS: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +63,11 @@ class Viewer:
         return self.role is Role.ADMIN
 
 
-def csrf_for(key: str) -> str:
-    """Stateless: the same key gives the same token in every worker and after a restart;
-    without the key (which the cookie hides from scripts) it cannot be made."""
-    return hmac.new(key.encode(), b"oibus-ui-csrf/1", hashlib.sha256).hexdigest()
+def csrf_for(token: str) -> str:
+    """Stateless: the same session gives the same token in every worker and after a
+    restart; without the session token (which the cookie hides from scripts) it cannot
+    be made."""
+    return hmac.new(token.encode(), b"oibus-ui-csrf/1", hashlib.sha256).hexdigest()
 
 
 def gateway(request: Request) -> Gateway:
@@ -60,24 +75,47 @@ def gateway(request: Request) -> Gateway:
     return found
 
 
-async def viewer_of_key(request: Request, key: str) -> Viewer:
-    record = await lookup(gateway(request).base, key)
-    if record is None:
+async def sign_in(request: Request, response: Response, key: str) -> None:
+    """Check the key, start a session for it and set the cookie; AuthenticationError for
+    an unknown key."""
+    base = gateway(request).base
+    if await lookup(base, key) is None:
         raise AuthenticationError("unknown API key: sign in with a key from `oibus keys add`")
-    return Viewer(record.principal, record.role, csrf_for(key))
+    token = secrets.token_urlsafe(32)
+    await base._runner.command(
+        "SET", base.keyspace.ui_session(digest(token)), digest(key), "EX", SESSION_SECONDS
+    )
+    secure = request.url.scheme == "https" or os.environ.get("OIBUS_UI_SECURE_COOKIE") == "1"
+    response.set_cookie(COOKIE, token, path="/ui", httponly=True, samesite="strict", secure=secure)
+
+
+async def sign_out(request: Request, response: Response) -> None:
+    token = request.cookies.get(COOKIE)
+    if token:
+        base = gateway(request).base
+        await base._runner.command("DEL", base.keyspace.ui_session(digest(token)))
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
 
 
 async def viewer(request: Request) -> Viewer:
     """The signed-in viewer; AuthenticationError (a page answers it with the sign-in form)
-    when the browser has no key or its key was revoked."""
-    key = request.cookies.get(COOKIE)
-    if not key:
+    when the browser has no session, it ended, or its key was revoked."""
+    token = request.cookies.get(COOKIE)
+    if not token:
         raise AuthenticationError("sign in with an API key to see the dashboard")
-    return await viewer_of_key(request, key)
+    base = gateway(request).base
+    key_digest = await base._runner.command("GET", base.keyspace.ui_session(digest(token)))
+    text = None
+    if key_digest is not None:
+        text = await base._runner.command("HGET", base.keyspace.api_keys, key_digest)
+    if text is None:
+        raise AuthenticationError("this sign-in ended or its key was revoked: sign in again")
+    record = decode_record(str(text))
+    return Viewer(record.principal, record.role, csrf_for(token))
 
 
 async def form(request: Request) -> dict[str, list[str]]:
-    """A URL-encoded form, bounded in size; values by name (a name may repeat)."""
+    """A URL-encoded form, bounded in size and fields; values by name (a name may repeat)."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -85,7 +123,10 @@ async def form(request: Request) -> dict[str, list[str]]:
             raise PayloadTooLargeError(
                 f"the form is over {FORM_BYTES} bytes", field="body", limit=FORM_BYTES
             )
-    return parse_qs(raw.decode("utf-8", "replace"), max_num_fields=2000)
+    try:
+        return parse_qs(raw.decode("utf-8", "replace"), max_num_fields=FORM_FIELDS)
+    except ValueError:
+        raise ValidationError(f"the form has over {FORM_FIELDS} fields", field="body") from None
 
 
 def same_origin(request: Request) -> None:
@@ -113,19 +154,3 @@ async def writer(request: Request) -> tuple[Viewer, dict[str, list[str]]]:
             f"this needs an admin key; {seen.principal}'s key is a {seen.role.value}'s"
         )
     return seen, fields
-
-
-def sign_in(response: Response, request: Request, key: str) -> None:
-    response.set_cookie(
-        COOKIE,
-        key,
-        max_age=SESSION_SECONDS,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-
-
-def sign_out(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")

@@ -176,6 +176,21 @@
     load();
   }
 
+  // a request htmx made was refused (a chunk of a replay, a refresh): say why in place
+  // of the part it would have replaced, instead of leaving it as it was
+  document.addEventListener("htmx:responseError", function (evt) {
+    const target = evt.detail.target;
+    if (!target) return;
+    const xhr = evt.detail.xhr;
+    const doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+    const said = doc.getElementById("error-message");
+    const p = document.createElement("p");
+    p.className = "error";
+    p.id = "request-error";
+    p.textContent = "Refused (" + xhr.status + "): " + (said ? said.textContent : xhr.statusText);
+    target.replaceChildren(p);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     countdowns();
     setInterval(countdowns, 1000);
