@@ -55,12 +55,8 @@ def is_ui(request: Request) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-async def to_slash(request: Request) -> Response:
-    return RedirectResponse(PREFIX + "/", 307)
-
-
+# `/ui` itself is redirected to `/ui/` by the router (redirect_slashes)
 routes: list[BaseRoute] = [
-    Route(PREFIX, to_slash, methods=["GET"], include_in_schema=False),
     Mount(
         PREFIX,
         routes=[
