@@ -24,6 +24,7 @@ from oibus.daemon.config import GROUP, DaemonConfig
 from oibus.daemon.liveness import alive
 from oibus.daemon.metrics import Metrics
 from oibus.sdk._async.client import AsyncClient
+from oibus.sdk.fanin import RAW_READ
 
 Entry = tuple[str, dict[str, str]]
 DEAD_LETTERS_MAX = 1_000_000
@@ -200,7 +201,7 @@ class BusReader:
             )
             return _entries(reply)
         batch: list[tuple[str | int, ...]] = [("XACK", key, GROUP, *acks)] if acks else []
-        replies = await self.runner.round_trip([*batch, read])
+        replies = await self.runner.round_trip([*batch, read], raw=RAW_READ)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

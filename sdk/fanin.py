@@ -20,7 +20,7 @@ import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
@@ -29,6 +29,11 @@ Entry = tuple[str, str, dict[str, str]]
 """(stream key, entry id, fields)"""
 
 _log = logging.getLogger("oibus.consumer")
+
+
+RAW_READ: Final = frozenset({"XREADGROUP"})
+"""Reads whose replies ``entries_of`` decodes as the server sent them (runner.round_trip's
+``raw``)."""
 
 
 def entries_of(reply: Any) -> list[Entry]:

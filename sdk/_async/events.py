@@ -40,7 +40,7 @@ from oibus.bus.consuming import (
 )
 from oibus.bus.errors import ValidationError
 from oibus.sdk._async.base import AsyncClientBase
-from oibus.sdk.fanin import AsyncBeat, AsyncFanIn, entries_of, is_cluster
+from oibus.sdk.fanin import RAW_READ, AsyncBeat, AsyncFanIn, entries_of, is_cluster
 
 
 def default_consumer() -> str:
@@ -188,7 +188,7 @@ class AsyncEventStream:
         read += ("COUNT", count, "BLOCK", self.block_ms, "STREAMS", *keys)
         batch.append(read + (">",) * len(keys))
         try:
-            replies = await runner.round_trip(batch)
+            replies = await runner.round_trip(batch, raw=RAW_READ)
         except BaseException:  # keep them for the next read or flush
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)

@@ -41,7 +41,7 @@ from oibus.bus.consuming import (
 )
 from oibus.bus.errors import ValidationError
 from oibus.sdk._sync.base import ClientBase
-from oibus.sdk.fanin import Beat, FanIn, entries_of, is_cluster
+from oibus.sdk.fanin import RAW_READ, Beat, FanIn, entries_of, is_cluster
 
 
 def default_consumer() -> str:
@@ -189,7 +189,7 @@ class EventStream:
         read += ("COUNT", count, "BLOCK", self.block_ms, "STREAMS", *keys)
         batch.append(read + (">",) * len(keys))
         try:
-            replies = runner.round_trip(batch)
+            replies = runner.round_trip(batch, raw=RAW_READ)
         except BaseException:  # keep them for the next read or flush
             for key, ids in acks.items():
                 self._acks.setdefault(key, []).extend(ids)
