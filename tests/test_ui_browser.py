@@ -38,7 +38,10 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
         allow_module_level=True,
     )
 
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -88,7 +91,11 @@ def browser() -> Iterator[WebDriver]:
 
 
 def wait(driver: WebDriver, check: Callable[[WebDriver], Any], seconds: float = 15) -> Any:
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(check)
+    """Until ``check`` holds; an element htmx swapped out between finding it and reading
+    it (stale) is looked for again at the next poll."""
+    return WebDriverWait(
+        driver, seconds, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(check)
 
 
 def shot(driver: WebDriver, name: str) -> Path:
@@ -262,6 +269,7 @@ def test_dead_letters_replay_with_progress_and_purge(
     browser: WebDriver, live: LiveGateway, bus: Client, plan: dict[str, Any]
 ) -> None:
     raw = redis.Redis.from_url(live.redis_url, decode_responses=True)
+    raw.delete(bus.keyspace.bus_dead_letters)
     _bus_letters(bus, raw, plan["goal"], 120)
     browser.get(f"{live.url}/ui/dead-letters/bus")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#letters tbody tr")) == 50  # a page
@@ -299,6 +307,7 @@ def test_a_reader_sees_everything_and_cannot_replay(
     browser: WebDriver, live: LiveGateway, bus: Client, plan: dict[str, Any]
 ) -> None:
     raw = redis.Redis.from_url(live.redis_url, decode_responses=True)
+    raw.delete(bus.keyspace.bus_dead_letters)
     _bus_letters(bus, raw, plan["goal"], 1)
     sign_in(browser, live, "reader")
     browser.get(f"{live.url}/ui/dead-letters/bus")
