@@ -141,9 +141,6 @@ async def _replay_chunk(
 ) -> Response:
     client = gateway(request).base
 
-    def number(name: str) -> int:
-        return _number(fields, name)
-
     high = (fields.get("high") or [""])[0]
     after = (fields.get("after") or [""])[0] or None
     if after is not None:
@@ -170,13 +167,13 @@ async def _replay_chunk(
         total = await size(client, kind)
     else:
         high = check_event_cursor(high, "high")
-        total = number("total")
+        total = _number(fields, "total")
     chunk = await list_letters(client, kind, limit=CHUNK, cursor=after)
     ids = [letter.id for letter in chunk if _order(letter.id) <= _order(high)]
     result = await replay(client, kind, ids) if ids else None
-    replayed = number("replayed") + (result.replayed if result else 0)
-    skipped = number("skipped") + (len(result.skipped) if result else 0)
-    looked = number("looked") + len(ids)
+    replayed = _number(fields, "replayed") + (result.replayed if result else 0)
+    skipped = _number(fields, "skipped") + (len(result.skipped) if result else 0)
+    looked = _number(fields, "looked") + len(ids)
     done = not ids or ids[-1] == high or len(ids) < len(chunk) or chunk.next_cursor is None
     return page(
         request,

@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oibus.bus.errors import ValidationError
-from oibus.bus.graphs import IntentGraph
-from oibus.bus.portfolios import Portfolio, PortfolioStatus
+from oibus.bus.graphs import AggregateStatus, IntentGraph
+from oibus.bus.portfolios import Portfolio, PortfolioAggregate, PortfolioStatus
 from oibus.gateway.http import path_param, respond
 from oibus.gateway.ui.render import page
 from oibus.gateway.ui.session import gateway, viewer
@@ -27,16 +27,21 @@ PAGE: Final = 50
 REFRESH_MS: Final = 3000
 
 
+def _aggregate(agg: AggregateStatus | PortfolioAggregate) -> dict[str, Any]:
+    """The figures the picture's caption shows; a graph's and a portfolio's alike."""
+    return {
+        "total": agg.total,
+        "by_status": agg.by_status,
+        "completion_percentage": agg.completion_percentage,
+    }
+
+
 def graph_json(graph: IntentGraph) -> dict[str, Any]:
     return {
         "root": graph.root,
         "nodes": [{"id": n.id, "title": n.title, "status": n.status} for n in graph.nodes],
         "edges": [{"source": e.source, "target": e.target, "kind": e.kind} for e in graph.edges],
-        "aggregate": {
-            "total": graph.aggregate.total,
-            "by_status": graph.aggregate.by_status,
-            "completion_percentage": graph.aggregate.completion_percentage,
-        },
+        "aggregate": _aggregate(graph.aggregate),
         "truncated": graph.truncated,
     }
 
@@ -55,16 +60,11 @@ def members_json(portfolio: Portfolio, intents: list[Any]) -> dict[str, Any]:
         for i in intents
         if i.parent_intent_id in ids
     ]
-    agg = portfolio.aggregate_status
     return {
         "root": portfolio.primary_intent_id,
         "nodes": [{"id": i.id, "title": i.title, "status": i.status} for i in intents],
         "edges": edges,
-        "aggregate": {
-            "total": agg.total,
-            "by_status": agg.by_status,
-            "completion_percentage": agg.completion_percentage,
-        },
+        "aggregate": _aggregate(portfolio.aggregate_status),
         "truncated": len(portfolio.intents) > NODES,
     }
 
