@@ -233,36 +233,36 @@ def decode_event(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Ev
     )
 
 
+def decode_written(intent_id: str, entry_id: str, fields: Mapping[str, str]) -> Event | None:
+    """The Event ``decode_event`` makes of an entry the scripts wrote (every field, digits
+    for seq and time, an object payload), built straight into the struct: fields by name,
+    the payload decoded by the one dict decoder (which refuses anything but an object),
+    the time added as integer microseconds. None for any other entry, which
+    ``decode_event`` reads (or fails on) exactly as it always did. Pages and consumers
+    decode every event they hand out, so this is their hot path."""
+    try:
+        seq, at = fields["s"], fields["at"]
+        if seq.isdigit() and at.isdigit():
+            return Event(
+                id=entry_id,
+                intent_id=intent_id,
+                seq=int(seq),
+                event_type=fields["t"],
+                actor=fields["a"],
+                payload=_dict_decoder.decode(fields["p"]),
+                created_at=_EPOCH + _MICROSECOND * int(at),
+            )
+    except (KeyError, TypeError, msgspec.DecodeError, RecursionError):
+        pass
+    return None
+
+
 def decode_events(intent_id: str, entries: Iterable[tuple[str, Mapping[str, str]]]) -> list[Event]:
-    """A page of log entries in one pass, each the Event ``decode_event`` makes of it.
-    Entries the scripts wrote (every field, digits for seq and time, an object payload)
-    go straight into the struct: fields by name, the payload decoded by the one dict
-    decoder (which refuses anything but an object), the time added as integer
-    microseconds. Any other entry is left to ``decode_event``, so the odd ones read, or
-    fail, exactly as they always did."""
-    out: list[Event] = []
-    append = out.append
-    payload_of = _dict_decoder.decode
-    for entry_id, fields in entries:
-        try:
-            seq, at = fields["s"], fields["at"]
-            if seq.isdigit() and at.isdigit():
-                append(
-                    Event(
-                        id=entry_id,
-                        intent_id=intent_id,
-                        seq=int(seq),
-                        event_type=fields["t"],
-                        actor=fields["a"],
-                        payload=payload_of(fields["p"]),
-                        created_at=_EPOCH + _MICROSECOND * int(at),
-                    )
-                )
-                continue
-        except (KeyError, TypeError, msgspec.DecodeError, RecursionError):
-            pass
-        append(decode_event(intent_id, entry_id, fields))
-    return out
+    """A page of log entries in one pass, each the Event ``decode_event`` makes of it."""
+    return [
+        decode_written(intent_id, entry_id, fields) or decode_event(intent_id, entry_id, fields)
+        for entry_id, fields in entries
+    ]
 
 
 def index_member(created_at: datetime, intent_id: str) -> str:

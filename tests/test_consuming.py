@@ -255,3 +255,49 @@ def test_sync_tail_pins_now_and_follows(client: Client) -> None:
             break
     assert [d.event.event_type for d in got] == ["after"]
     assert got[0].event.payload == {"n": 1}
+
+
+_WRITTEN = {
+    "i": "intent-1",
+    "e": "1796667323920-0",
+    "s": "3",
+    "t": "note",
+    "a": "alice",
+    "g": '["researcher","critic"]',
+    "p": '{"n":1}',
+    "at": "1796667323920390",
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # as the scripts write it
+        {"k": "portfolio", "m": "member-1"},
+        {"x": "blocked>active", "t": "status_changed"},
+        {"g": "not json"},
+        {"g": ""},
+        {"at": ""},  # no time: read from the entry id
+        {"s": "x"},
+        {"p": "[1]"},  # not an object
+        {"p": "{bad"},
+        {"t": None},
+        {"a": None},
+        {"i": ""},
+    ],
+)
+def test_inline_delivery_is_the_general_path_or_declines(changes: dict[str, str | None]) -> None:
+    """The one-step decoder of a pointer that carries its event hands out exactly the
+    Delivery that parse_pointer + decode_event make, or None (then the general path
+    runs): a consumer must see the same event whichever path read it."""
+    from oibus.bus.consuming import inline_delivery, parse_pointer
+    from oibus.sdk._async.events import _delivery
+
+    fields = {k: v for k, v in {**_WRITTEN, **changes}.items() if v is not None}
+    fast = inline_delivery("bus:0", "9-0", fields, 2)
+    pointer = parse_pointer(fields)
+    if fast is None:
+        assert changes, "the shape the scripts write must take the fast path"
+        return
+    assert pointer is not None
+    assert fast == _delivery(pointer, "bus:0", "9-0", 2, fields)

@@ -32,6 +32,7 @@ from oibus.bus.consuming import (
     check_name,
     check_types,
     dead_letter_fields,
+    inline_delivery,
     log_key,
     parse_pointer,
     plan_source,
@@ -213,9 +214,11 @@ class AsyncEventStream:
                 self._last = None
         await self._flush_acks()
 
-    def ack_later(self, delivery: Delivery) -> None:
+    def ack_later(self, *deliveries: Delivery) -> None:
         """Acknowledge with the next read or ``flush_acks`` (one XACK for a batch)."""
-        self._queue_ack(delivery)
+        acks = self._acks
+        for delivery in deliveries:
+            acks.setdefault(delivery.stream, []).append(delivery.entry_id)
 
     async def flush_acks(self) -> None:
         """Send the acknowledgements queued by ``ack_later``."""
@@ -305,7 +308,8 @@ class AsyncEventStream:
         keep: list[tuple[str, str, dict[str, str], int]] = []
         held = self._held if self._backlog else None  # only the backlog's reads look at it
         types, assigned_to, group, acks = self.event_types, self.assigned_to, self.group, self._acks
-        for key, entry_id, fields, deliveries in entries:
+        for item in entries:
+            key, entry_id, fields, deliveries = item
             if held is not None:
                 held.add((key, entry_id))
             if not wanted(fields, types, assigned_to, group):
@@ -322,7 +326,7 @@ class AsyncEventStream:
                 )
                 self._acks.setdefault(key, []).append(entry_id)
             else:
-                keep.append((key, entry_id, fields, deliveries))
+                keep.append(item)
         skipped, out = await join_events(self.client, self.source, keep, self.payloads)
         for key, entry_id in skipped:
             self._acks.setdefault(key, []).append(entry_id)
@@ -354,6 +358,11 @@ async def join_events(
     out: list[Delivery | None] = []
     fetch: list[tuple[int, Pointer, str, str, int]] = []
     for key, entry_id, fields, deliveries in entries:
+        if payloads is True or (isinstance(payloads, frozenset) and fields.get("t") in payloads):
+            inline = inline_delivery(key, entry_id, fields, deliveries)
+            if inline is not None:
+                out.append(inline)
+                continue
         pointer = parse_pointer(fields)
         if pointer is None:
             bad.append((key, entry_id))
