@@ -786,7 +786,10 @@ def on_server(redis_url: str | None, run_one: Callable[[str, int | None, str], T
     if redis_url:
         return run_one(redis_url, None, "external")
     with tempfile.TemporaryDirectory(prefix="oibus-bench-") as tmp:
-        server = EmbeddedServer(tmp, appendonly=False)
+        # no persistence at all: valkey's default RDB snapshots (after 60 s and 10,000
+        # writes) fork the server mid-run on the 2 cores the figures share, and the
+        # pause lands on whichever figure runs then
+        server = EmbeddedServer(tmp, appendonly=False, extra_args=("--save", ""))
         url = server.start()
         try:
             return run_one(url, server.pid, "embedded, started by the benchmark")

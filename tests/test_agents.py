@@ -479,3 +479,24 @@ async def test_quick_observers_share_tasks_and_a_slow_one_runs_concurrently(
     assert sorted(seen) == list(range(120))  # each once
     assert peak > 1  # the slow ones waited together
     assert watcher._rt.fast[0] < CHEAP_AFTER
+
+
+async def test_start_prepares_the_work_path(aclient: AsyncClient) -> None:
+    """An agent with work handlers loads its work path's scripts when it starts, so its
+    first assignment pays no SCRIPT LOAD round trips before the handler runs."""
+    from oibus.bus.registry import default_registry
+    from oibus.sdk.agents import _WORK_SCRIPTS
+
+    @agent("preparer", **FAST)
+    class Preparer(AgentBase):
+        @on_assignment
+        async def work(self, intent: Any) -> None:
+            return None
+
+    replica = Preparer()
+    await started(aclient, replica)
+    try:
+        assert set(default_registry()) >= _WORK_SCRIPTS
+        assert replica.client._runner._ready >= _WORK_SCRIPTS
+    finally:
+        await stopped(replica)
