@@ -9,6 +9,7 @@ command helpers, and one place where redis-py's (version-dependent) typing is br
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from typing import Any, cast
 
@@ -208,7 +209,7 @@ class ScriptRunner:
             for n, reply in zip(again, resent, strict=True):
                 replies[n] = reply
 
-    def ensure_loaded(self, names: set[str]) -> None:
+    def ensure_loaded(self, names: AbstractSet[str]) -> None:
         """Load the scripts this runner has not used before (one round trip each, once per
         runner). A user who may not load scripts (the agent and reader roles) relies on
         the operator having loaded them: a missing one is then its calls' error."""
