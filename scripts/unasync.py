@@ -21,6 +21,7 @@ SUBS = [
     (r"\bAsync([A-Z]\w*)", r"\1"),  # AsyncClient, AsyncLeasesMixin, AsyncIterator, ...
     (r"\bAbstractAsyncContextManager\b", "AbstractContextManager"),
     (r"\bhold_lease_async\b", "hold_lease"),
+    (r"\bwrite_packed_async\b", "write_packed"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),

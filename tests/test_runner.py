@@ -108,3 +108,55 @@ def test_reply_translation(reply: str, cls: type[Exception], attrs: dict[str, ob
     assert type(exc) is cls
     for name, value in attrs.items():
         assert getattr(exc, name) == value
+
+
+class _Writer:
+    def __init__(self, fail: BaseException | None, hang: bool) -> None:
+        self.sent: list[bytes] = []
+        self.fail, self.hang = fail, hang
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def drain(self) -> None:
+        import asyncio
+
+        if self.fail is not None:
+            raise self.fail
+        if self.hang:  # a paused transport that never drains
+            await asyncio.sleep(10)
+
+
+class _Conn:
+    is_connected = True
+    health_check_interval = 0
+
+    def __init__(self, writer: _Writer, timeout: float | None) -> None:
+        self._writer, self.socket_timeout = writer, timeout
+
+
+@pytest.mark.parametrize(
+    ("fail", "hang", "expected"),
+    [
+        (ConnectionResetError(104, "reset"), False, redis.exceptions.ConnectionError),
+        (None, True, redis.exceptions.TimeoutError),
+        (None, False, None),
+    ],
+)
+def test_the_async_writer_fails_as_redis_py_does(
+    fail: BaseException | None, hang: bool, expected: type[Exception] | None
+) -> None:
+    """The runner's async write (without redis-py's per-call wait_for task) sends the
+    bytes at once and fails with redis-py's own errors, which the runner translates."""
+    import asyncio
+
+    from oibus.sdk.wire import write_packed_async
+
+    writer = _Writer(fail, hang)
+    run = write_packed_async(_Conn(writer, 0.05), b"*1\r\n$4\r\nPING\r\n")
+    if expected is None:
+        asyncio.run(run)
+    else:
+        with pytest.raises(expected):
+            asyncio.run(run)
+    assert writer.sent == [b"*1\r\n$4\r\nPING\r\n"]

@@ -33,6 +33,7 @@ from oibus.bus.keyspace import key_slot
 from oibus.bus.ops import Call
 from oibus.bus.registry import Registry
 from oibus.sdk._errors import translate
+from oibus.sdk.wire import write_packed_async
 
 Command = Sequence[str | int]
 
@@ -262,7 +263,7 @@ class AsyncScriptRunner:
             # hiredis packs in C what redis-py's asyncio connection packs in Python (about
             # 1 µs against 7 for an EVALSHA of ten arguments; the same bytes)
             packed = b"".join([pack_command(cast(Any, tuple(c))) for c in batch])
-            await conn.send_packed_command([packed])
+            await write_packed_async(conn, packed)
             out: list[Any] = []
             for args in batch:
                 try:

@@ -34,6 +34,7 @@ from oibus.bus.keyspace import key_slot
 from oibus.bus.ops import Call
 from oibus.bus.registry import Registry
 from oibus.sdk._errors import translate
+from oibus.sdk.wire import write_packed
 
 Command = Sequence[str | int]
 
@@ -263,7 +264,7 @@ class ScriptRunner:
             # hiredis packs in C what redis-py's asyncio connection packs in Python (about
             # 1 µs against 7 for an EVALSHA of ten arguments; the same bytes)
             packed = b"".join([pack_command(cast(Any, tuple(c))) for c in batch])
-            conn.send_packed_command([packed])
+            write_packed(conn, packed)
             out: list[Any] = []
             for args in batch:
                 try:
@@ -297,3 +298,4 @@ class ScriptRunner:
         for name in self.registry:
             self._load(name)  # its errors are translated
         return len(self.registry)
+
