@@ -298,4 +298,3 @@ class ScriptRunner:
         for name in self.registry:
             self._load(name)  # its errors are translated
         return len(self.registry)
-
