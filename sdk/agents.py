@@ -41,7 +41,6 @@ import logging
 import re
 import signal
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
@@ -67,6 +66,7 @@ from oibus.bus.errors import (
     ValidationError,
 )
 from oibus.bus.models import Intent, Lease
+from oibus.bus.ops import new_uuid
 from oibus.bus.routing import (
     HandlerSpec,
     Work,
@@ -147,6 +147,16 @@ _WORK_SCRIPTS: Final = frozenset(
 """The scripts an assignment runs: loaded when an agent with work handlers starts."""
 
 
+class _Turn:
+    """The runs of one intent in this process, one at a time (``_run_work``)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Observer(NamedTuple):
     """A non-work handler with what calling it needs, worked out once at start (an
     observer is called per event: the per-call look-ups showed in drain profiles)."""
@@ -174,6 +184,7 @@ class _Runtime:
         self.flusher: asyncio.Task[None] | None = None
         self.engine: Engine | None = None
         self.waiting: deque[tuple[Delivery, tuple[Work | None, list[int]]]] = deque()
+        self.working: dict[str, _Turn] = {}
         handlers = discover(owner)
         self.work = [h for h, s in handlers if s.kind == "assignment"]
         self.retry = [h for h, s in handlers if s.kind == "retry"]
@@ -637,6 +648,26 @@ class AgentBase:
 
     # -- work -------------------------------------------------------------------------------
     async def _run_work(self, d: Delivery, work: Work) -> None:
+        """One run at a time per intent in this process. Two reasons to work on an
+        intent can be read together (its assignment and its unblocking); the run that
+        gets the lease second must see what the first left, and a completion that needs
+        a second round trip for its graph keys lands after the release the first sent
+        with it, so the second waits for the first to be over, not only for its lease."""
+        intent_id = d.event.intent_id
+        working = self._rt.working
+        entry = working.get(intent_id)
+        if entry is None:
+            entry = working[intent_id] = _Turn()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                await self._work_once(d, work)
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del working[intent_id]
+
+    async def _work_once(self, d: Delivery, work: Work) -> None:
         cfg, client = self.config, self.client
         intent_id = d.event.intent_id
         taken = await self._take_lease(intent_id)
@@ -684,7 +715,7 @@ class AgentBase:
         if not client._meta_checked:
             await client._check_meta()
         calls = [
-            client._ops.acquire_lease(intent_id, cfg.scope(), str(uuid.uuid4()), cfg.lease_seconds),
+            client._ops.acquire_lease(intent_id, cfg.scope(), new_uuid(), cfg.lease_seconds),
             client._ops.get_intent(intent_id),
         ]
         deadline = anyio.current_time() + cfg.lease_wait_seconds

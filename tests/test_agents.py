@@ -500,3 +500,50 @@ async def test_start_prepares_the_work_path(aclient: AsyncClient) -> None:
         assert replica.client._runner._ready >= _WORK_SCRIPTS
     finally:
         await stopped(replica)
+
+
+async def test_a_second_reason_read_while_the_completion_lands_does_not_run_again(
+    aclient: AsyncClient,
+) -> None:
+    """Completing ``middle`` unblocks ``last``, so the completion needs a second round
+    trip for ``last``'s keys, after the lease's release that went with the first. A
+    second reason to work on ``middle`` read in between (here a replayed copy of its
+    assignment, written while that round trip is held back) must wait for the first
+    run to be over, and then find the intent completed: the handler runs once."""
+    from oibus.bus.consuming import REPLAY_FOR
+    from oibus.bus.ops import Call
+
+    runs: list[str] = []
+
+    @agent("once", **FAST)
+    class Once(AgentBase):
+        @on_assignment
+        async def work(self, intent: Any) -> dict[str, Any]:
+            runs.append(intent.title)
+            return {"done": True}
+
+    middle = await aclient.create_intent("middle")
+    last = await aclient.create_intent("last", depends_on=[middle.id])
+    replica = Once()
+    await started(aclient, replica)
+    runner = replica.client._runner
+    send = runner.call
+    bus = aclient.keyspace.bus(aclient.keyspace.partition(middle.id))
+
+    async def held_back(call: Call) -> Any:
+        if call.script == "set_status":  # the completion's second round (the first is piped)
+            entries = await aclient.redis.xrange(bus)  # type: ignore[misc]
+            fields = next(f for _, f in entries if f.get("t") == "agent_assigned")
+            await aclient.redis.xadd(bus, {**fields, REPLAY_FOR: "agent:once"})  # type: ignore[misc]
+            await asyncio.sleep(0.5)  # the replayed copy is read and handled meanwhile
+        return await send(call)
+
+    runner.call = held_back  # type: ignore[method-assign]
+    try:
+        await aclient.assign_agent(middle.id, "once")
+        assert await completed(aclient, middle.id)
+        await asyncio.sleep(0.5)
+        assert runs == ["middle"]
+        assert (await aclient.get_intent(last.id)).status == "active"
+    finally:
+        await stopped(replica)
