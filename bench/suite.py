@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 1 if result["core"]["sanity"] else 0
 
