@@ -168,6 +168,11 @@ class Observer(NamedTuple):
     """An async ``on_event`` handler of the event alone: awaited as it is."""
 
 
+def _observer(handler: Callable[..., Any], spec: HandlerSpec) -> Observer:
+    n = arity(handler)
+    return Observer(handler, spec, n, spec.kind == "event" and n == 1 and is_async(handler))
+
+
 class _Runtime:
     """A running agent's state, made by ``start`` (an agent class's own ``__init__`` need
     not call ours)."""
@@ -189,9 +194,7 @@ class _Runtime:
         self.work = [h for h, s in handlers if s.kind == "assignment"]
         self.retry = [h for h, s in handlers if s.kind == "retry"]
         self.observers = [
-            Observer(h, s, arity(h), s.kind == "event" and arity(h) == 1 and is_async(h))
-            for h, s in handlers
-            if s.kind not in ("assignment", "retry")
+            _observer(h, s) for h, s in handlers if s.kind not in ("assignment", "retry")
         ]
         self.specs = [o.spec for o in self.observers]
         self.routes = route_table(self.specs)
@@ -711,9 +714,7 @@ class AgentBase:
     async def _take_lease(self, intent_id: str) -> tuple[Lease, Intent] | None:
         """The agent's lease on the intent and the intent as read right after it was taken
         (one round trip), waiting (bounded) while another holder's lease runs."""
-        cfg, client = self.config, self.client
-        if not client._meta_checked:
-            await client._check_meta()
+        cfg, client = self.config, self.client  # the namespace was checked at start
         calls = [
             client._ops.acquire_lease(intent_id, cfg.scope(), new_uuid(), cfg.lease_seconds),
             client._ops.get_intent(intent_id),
